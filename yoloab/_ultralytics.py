@@ -1,0 +1,283 @@
+"""Every touch of Ultralytics internals, in one place, behind a version check.
+
+Ultralytics resolves the module names of a yaml row with `globals()[name]` inside `ultralytics.nn.tasks`, and
+applies width scaling and input channels only to modules in a set that is local to `parse_model`. Nothing outside
+can join that set, so yoloab wraps `tasks.parse_model` instead of editing it:
+
+1. rows naming a registered yoloab module are rewritten to a cheap `Conv` placeholder that carries the real module
+   in its `act` slot, so Ultralytics itself computes the input channels and the width-scaled output channels, exactly
+   as for its own `Conv`;
+2. the original `parse_model` builds the model;
+3. each placeholder is swapped for the real module, built with the channels Ultralytics computed;
+4. the per-row summary Ultralytics printed is replayed with the real rows.
+
+The model keeps its original yaml (with the custom names), so trainers that rebuild from the yaml, checkpoints and
+DDP children all see the same model. Nothing is written into the Ultralytics package and no source is patched.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import logging
+from copy import copy
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from . import __version__
+from .errors import ModelConfigError, UltralyticsCompatError, UnknownModuleError, did_you_mean
+
+TESTED = ((8, 4, 0), (8, 5, 0))  # [low, high): the Ultralytics releases this integration was written against
+CONV_PARAMS = ("c1", "c2", "k", "s", "p", "g", "d", "act")
+
+_state: dict[str, Any] = {"installed": False}
+
+
+def ultralytics_version() -> str:
+    """The installed Ultralytics version string."""
+    import ultralytics
+
+    return ultralytics.__version__
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def check_compatibility() -> None:
+    """Check that the installed Ultralytics has the internals yoloab relies on.
+
+    Raises:
+        UltralyticsCompatError: an internal is missing or has changed shape; names the version and what is missing.
+    """
+    version = ultralytics_version()
+    hint = (
+        f"yoloab {__version__} was tested with ultralytics>={'.'.join(map(str, TESTED[0]))},"
+        f"<{'.'.join(map(str, TESTED[1]))}; install one: pip install 'ultralytics>=8.4,<8.5'"
+    )
+    try:
+        from ultralytics.nn import tasks
+    except ImportError as err:  # pragma: no cover - depends on a broken install
+        raise UltralyticsCompatError(
+            f"Ultralytics {version}: cannot import ultralytics.nn.tasks ({err}); {hint}"
+        ) from err
+    problems = []
+    parse = getattr(tasks, "parse_model", None)
+    original = getattr(parse, "__yoloab_original__", parse)
+    if not callable(original) or list(inspect.signature(original).parameters)[:3] != ["d", "ch", "verbose"]:
+        problems.append("tasks.parse_model(d, ch, verbose)")
+    conv = getattr(tasks, "Conv", None)
+    if conv is None or tuple(inspect.signature(conv.__init__).parameters)[1:9] != CONV_PARAMS:
+        problems.append("tasks.Conv(c1, c2, k, s, p, g, d, act)")
+    if not isinstance(getattr(tasks, "LOGGER", None), logging.Logger):
+        problems.append("tasks.LOGGER")
+    if problems:
+        raise UltralyticsCompatError(f"Ultralytics {version}: could not find {', '.join(problems)}; {hint}")
+    if not TESTED[0] <= _version_tuple(version) < TESTED[1]:
+        logging.getLogger("yoloab").warning("Ultralytics %s is outside the tested range; %s", version, hint)
+
+
+def install() -> None:
+    """Wrap `ultralytics.nn.tasks.parse_model` once per process (idempotent)."""
+    if _state["installed"]:
+        return
+    check_compatibility()
+    from ultralytics.nn import tasks
+
+    if not hasattr(tasks.parse_model, "__yoloab_original__"):
+        original = tasks.parse_model
+
+        def parse_model(d, ch, verbose=True):  # signature mirrors the original; see module docstring
+            return _parse_model(original, d, ch, verbose)
+
+        parse_model.__yoloab_original__ = original
+        parse_model.__doc__ = original.__doc__
+        tasks.parse_model = parse_model
+    _state["installed"] = True
+
+
+def expose(entry: Any) -> None:
+    """Make a newly registered module usable in yaml rows (installs the wrapper on first use)."""
+    install()
+
+
+def hide(entry: Any) -> None:
+    """Counterpart of `expose`; rows are resolved through the registry at build time, so nothing to undo."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# row resolution
+
+
+def ultralytics_module_names() -> set[str]:
+    """Names a yaml row may use that Ultralytics itself resolves (module classes visible in `tasks`)."""
+    from ultralytics.nn import tasks
+
+    return {k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)}
+
+
+def _resolves_natively(name: str) -> bool:
+    import torch
+    import torchvision
+    from ultralytics.nn import tasks
+
+    if name.startswith("nn."):
+        return hasattr(torch.nn, name[3:])
+    if name.startswith("torchvision.ops."):
+        return hasattr(torchvision.ops, name[16:])
+    return isinstance(getattr(tasks, name, None), type)
+
+
+def custom_entry(name: Any):
+    """The registry entry a yaml row name refers to when yoloab (not Ultralytics) must build it, else None."""
+    from .registry import MODULES
+
+    if not isinstance(name, str) or name not in MODULES:
+        return None
+    entry = MODULES.get(name)
+    return None if entry.cls.__module__.startswith("ultralytics.") else entry
+
+
+def validate_rows(d: dict) -> None:
+    """Check that every row names a module that Ultralytics or yoloab can build.
+
+    Raises:
+        ModelConfigError: a row is malformed.
+        UnknownModuleError: a row names an unknown module; the message names the row and the nearest names.
+    """
+    from .registry import MODULES
+
+    where = d.get("yaml_file") or "model yaml"
+    backbone, head = d.get("backbone"), d.get("head")
+    if not isinstance(backbone, list) or not isinstance(head, list):
+        raise ModelConfigError(f"{where}: expected 'backbone' and 'head' lists of [from, repeats, module, args] rows")
+    for i, row in enumerate(backbone + head):
+        section = "backbone" if i < len(backbone) else "head"
+        if not (isinstance(row, (list, tuple)) and len(row) == 4 and isinstance(row[3], list)):
+            raise ModelConfigError(f"{where}: row {i} ({section}) is {row!r}; expected [from, repeats, module, [args]]")
+        name = row[2]
+        if not isinstance(name, str):
+            raise ModelConfigError(f"{where}: row {i} ({section}) names module {name!r}; expected a class name")
+        if name in MODULES or _resolves_natively(name):
+            continue
+        known = set(MODULES.names()) | ultralytics_module_names()
+        raise UnknownModuleError(
+            f"{where}: row {i} ({section}) names unknown module '{name}'{did_you_mean(name, known)}; "
+            f"yoloab modules: {', '.join(MODULES.names())} (plugins: --plugin FILE)"
+        )
+
+
+@dataclass
+class _Pending:
+    """What to build in place of a placeholder row."""
+
+    entry: Any
+    args: list
+
+
+class _PendingAct(nn.Identity):
+    """Rides in the placeholder Conv's `act` slot (Conv accepts any nn.Module there) until the swap."""
+
+    def __init__(self, pending: _Pending) -> None:
+        super().__init__()
+        self.pending = pending
+
+    def extra_repr(self) -> str:
+        return f"yoloab placeholder for {self.pending.entry.name}"
+
+    def __repr__(self) -> str:
+        return f"<{self.pending.entry.name}>"
+
+
+def _literal(value: Any, d: dict) -> Any:
+    """Resolve a string argument the way parse_model does (names from the yaml, else a Python literal)."""
+    if not isinstance(value, str):
+        return value
+    if value in d:
+        return d[value]
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _placeholder_args(entry: Any, args: list, d: dict) -> list:
+    rest = [_literal(a, d) for a in (args[1:] if entry.channels == "conv" else args)]
+    # "input"-rule modules fix their own outputs; 8 only feeds Ultralytics' channel bookkeeping for this row.
+    c2 = args[0] if entry.channels == "conv" and args else 8
+    return [c2, 1, 1, None, 1, 1, _PendingAct(_Pending(entry, rest))]
+
+
+def _build_real(placeholder: nn.Module) -> nn.Module:
+    pending = placeholder.act.pending
+    c1, c2 = placeholder.conv.in_channels, placeholder.conv.out_channels
+    entry = pending.entry
+    try:
+        return entry.cls(c1, c2, *pending.args) if entry.channels == "conv" else entry.cls(c1, *pending.args)
+    except TypeError as err:
+        shown = [c1, c2, *pending.args] if entry.channels == "conv" else [c1, *pending.args]
+        raise ModelConfigError(f"{entry.name}{tuple(shown)} cannot be built: {err}") from err
+
+
+class _Replay(logging.Filter):
+    """Holds back what parse_model logs, so the rows can be re-emitted with the real modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.messages.append(record.getMessage())
+        return False
+
+
+def _parse_model(original, d: dict, ch: int, verbose: bool):
+    validate_rows(d)
+    rows = d["backbone"] + d["head"]
+    custom = {i: custom_entry(row[2]) for i, row in enumerate(rows)}
+    custom = {i: e for i, e in custom.items() if e is not None}
+    if not custom:
+        return original(d, ch, verbose)
+
+    d = copy(d)
+    nb = len(d["backbone"])
+    new_rows = []
+    for i, row in enumerate(rows):
+        if i in custom:
+            row = [row[0], row[1], "Conv", _placeholder_args(custom[i], list(row[3]), d)]
+        new_rows.append(row)
+    d["backbone"], d["head"] = new_rows[:nb], new_rows[nb:]
+
+    from ultralytics.nn import tasks
+
+    replay = _Replay()
+    tasks.LOGGER.addFilter(replay)
+    try:
+        model, save = original(d, ch, verbose)
+    finally:
+        tasks.LOGGER.removeFilter(replay)
+
+    lines = {}
+    for i, entry in custom.items():
+        layer = model[i]
+        parts = list(layer) if isinstance(layer, nn.Sequential) else [layer]
+        first = parts[0]
+        shown = [first.conv.in_channels, first.conv.out_channels][: 2 if entry.channels == "conv" else 1]
+        shown += first.act.pending.args
+        built = [_build_real(p) for p in parts]
+        real = nn.Sequential(*built) if len(built) > 1 else built[0]
+        real.i, real.f = layer.i, layer.f
+        real.type = f"{entry.cls.__module__}.{entry.cls.__qualname__}"
+        real.np = sum(x.numel() for x in real.parameters())
+        model[i] = real
+        lines[i] = f"{i:>3}{real.f!s:>20}{len(built):>3}{real.np:10.0f}  {real.type:<45}{shown!s:<30}"
+    for message in replay.messages:
+        head = message[:3].strip()
+        tasks.LOGGER.info(lines.get(int(head), message) if head.isdigit() else message)
+    return model, save

@@ -1,0 +1,79 @@
+"""The Typer application, its error handling and the `main` entry point.
+
+Errors derived from `YoloabError` become one line on stderr and the exit code of `EXIT_CODES`; `YOLOAB_DEBUG=1`
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from ..errors import (
+    DuplicateModuleError,
+    ModelConfigError,
+    PlacementError,
+    PluginError,
+    UltralyticsCompatError,
+    UnknownModelError,
+    UnknownModuleError,
+    YoloabError,
+)
+
+EXIT_CODES: dict[type[YoloabError], int] = {
+    UnknownModuleError: 2,
+    UnknownModelError: 2,
+    PlacementError: 2,
+    ModelConfigError: 3,
+    PluginError: 4,
+    DuplicateModuleError: 4,
+    UltralyticsCompatError: 5,
+}
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def exit_code(err: YoloabError) -> int:
+    """The exit code of an error: the first matching class in its MRO, else 1."""
+    return next((EXIT_CODES[k] for k in type(err).__mro__ if k in EXIT_CODES), 1)
+
+
+class _Group(TyperGroup):
+    """Runs a command and turns yoloab errors into one line and an exit code."""
+
+    def invoke(self, ctx):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except YoloabError as err:
+            if os.environ.get("YOLOAB_DEBUG") == "1":
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+            raise typer.Exit(exit_code(err)) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="yoloab",
+    help="Ablations and honest benchmarks of plug-in modules inside Ultralytics YOLO.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_commands() -> None:
+    from . import catalog, variants
+
+    catalog.register(app)
+    variants.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,39 @@
+"""`yoloab list`: the registered modules and the base models of the installed Ultralytics."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..models import base_models
+from ..registry import MODULES
+from .options import Plugins, load_plugins
+
+
+def list_catalog(plugin: Plugins = None) -> None:
+    """List the registered modules (role, paper, article placement) and the available base models."""
+    load_plugins(plugin)
+    console = Console()
+    table = Table(title="Registered modules", title_justify="left")
+    for col in ("module", "role", "article placement", "sizes", "paper"):
+        table.add_column(col, overflow="fold")
+    for e in MODULES:
+        placement = str(e.article) if e.article else "-"
+        paper = e.paper if e.builtin else f"{e.paper} [plugin {e.origin}]"
+        table.add_row(e.name, e.role, placement, ", ".join(e.sizes) or "-", paper)
+    console.print(table)
+    models = Table(title="Base models (installed Ultralytics)", title_justify="left")
+    models.add_column("family")
+    models.add_column("models", overflow="fold")
+    by_family: dict[str, list[str]] = {}
+    for m in base_models().values():
+        by_family.setdefault(m.family, []).append(m.name)
+    for family, names in by_family.items():
+        models.add_row(family, " ".join(names))
+    console.print(models)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the command to the app."""
+    app.command("list")(list_catalog)

@@ -1,0 +1,34 @@
+"""Option aliases shared by every command, so that the same flag means the same thing everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..plugins import load_plugin
+
+Plugins = Annotated[
+    list[Path] | None,
+    typer.Option("--plugin", help="Python file registering extra modules (repeatable).", show_default=False),
+]
+Models = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m", help="Base model name, e.g. yolov8n, yolo11s (repeatable).", show_default=False),
+]
+Modules = Annotated[
+    list[str] | None,
+    typer.Option("--module", help="Registered module; RevCol-small etc. pick a size (repeatable).", show_default=False),
+]
+PlacementOpt = Annotated[
+    str, typer.Option("--placement", "-p", help="article | all | backbone | head | row indices such as 1,3,16.")
+]
+Yamls = Annotated[list[Path] | None, typer.Argument(help="Model yaml files, used as given.", show_default=False)]
+Nc = Annotated[int | None, typer.Option("--nc", help="Number of classes (default: the yaml's nc).")]
+
+
+def load_plugins(plugins: list[Path] | None) -> None:
+    """Import every `--plugin` file before anything else is resolved."""
+    for path in plugins or []:
+        load_plugin(path)

@@ -1,0 +1,63 @@
+"""`yoloab variants`: write variant yaml files and build each one, printing its parameter count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..presets import PRESETS
+from ..registry import MODULES
+from ..variants import build, count_params, select, write_yaml
+from .options import Models, Modules, Nc, PlacementOpt, Plugins, Yamls, load_plugins
+
+
+def variants(
+    yamls: Yamls = None,
+    model: Models = None,
+    module: Modules = None,
+    placement: PlacementOpt = "article",
+    preset: Annotated[
+        str | None, typer.Option("--preset", help=f"A named set of variants: {', '.join(PRESETS)}.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the yaml files (none: do not write).")
+    ] = None,
+    nc: Nc = None,
+    build_models: Annotated[
+        bool, typer.Option("--build/--no-build", help="Build each variant and count params.")
+    ] = True,
+    plugin: Plugins = None,
+) -> None:
+    """Generate variants of base models (one per module and placement), write their yaml, build and count them.
+
+    With no --module, every registered module is used; YAML files are built as given.
+    """
+    load_plugins(plugin)
+    if preset is not None:
+        chosen = PRESETS.get(preset)
+        if chosen is None:
+            raise typer.BadParameter(f"unknown preset '{preset}'; expected one of {', '.join(PRESETS)}")
+        chosen_variants = chosen()
+    else:
+        models = model or ([] if yamls else ["yolov8n"])
+        modules = module if module is not None else MODULES.names()
+        chosen_variants = [v for v in select(models, modules, placement, [str(y) for y in yamls or []])]
+        chosen_variants = [v for v in chosen_variants if not v.is_baseline or not module]
+    table = Table(title="Variants", title_justify="left")
+    for col, justify in (("variant", "left"), ("rows changed", "left"), ("params", "right"), ("yaml", "left")):
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    written = [write_yaml(v, out) if out and not v.is_baseline and v.path is None else v.path for v in chosen_variants]
+    for v, path in zip(chosen_variants, written, strict=True):
+        params = f"{count_params(build(v, nc=nc)):,}" if build_models else "-"
+        rows = "backbone" if v.placement == "backbone" else ",".join(map(str, v.rows)) or "-"
+        table.add_row(v.name, rows, params, str(path or "-"))
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the command to the app."""
+    app.command("variants")(variants)

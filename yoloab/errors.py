@@ -1,0 +1,57 @@
+"""Typed errors that users can act on.
+
+Every error yoloab raises on bad input derives from `YoloabError`; the CLI maps each class to an exit code in one
+place (`yoloab.cli.app.EXIT_CODES`) and prints its message as one line, without a traceback unless
+`YOLOAB_DEBUG=1`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def nearest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Return up to `n` candidates closest to `name`, case-insensitively, best first."""
+    pool = sorted(set(candidates))
+    lowered = {c.lower(): c for c in pool}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
+    return [lowered[h] for h in hits]
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """Format a ' (nearest: a, b)' suffix, or '' when nothing is close."""
+    hits = nearest(name, candidates)
+    return f" (nearest: {', '.join(hits)})" if hits else ""
+
+
+class YoloabError(Exception):
+    """Base class of every error caused by bad input or environment, reported to users as one line."""
+
+
+class UnknownModuleError(YoloabError):
+    """A module name that is neither registered with yoloab nor known to Ultralytics."""
+
+
+class DuplicateModuleError(YoloabError):
+    """A module name registered twice from two different places."""
+
+
+class ModelConfigError(YoloabError):
+    """A model yaml that cannot be read or built."""
+
+
+class UnknownModelError(YoloabError):
+    """A base model name that the installed Ultralytics does not ship."""
+
+
+class PlacementError(YoloabError):
+    """A placement that is malformed or selects no row."""
+
+
+class PluginError(YoloabError):
+    """A plugin file or entry point that fails to import."""
+
+
+class UltralyticsCompatError(YoloabError):
+    """The installed Ultralytics lacks an internal that yoloab relies on."""

@@ -1,0 +1,10 @@
+"""The built-in module catalog, one module per file; importing a file registers its module."""
+
+from __future__ import annotations
+
+from .adown import ADown
+from .akconv import AKConv
+from .dynamic_bn_act import DynamicBnAct
+from .dynamic_conv import DynamicConv
+
+__all__ = ["ADown", "AKConv", "DynamicBnAct", "DynamicConv"]

@@ -1,0 +1,31 @@
+"""Named sets of variants; `article` is what the repository's `variants/` folder holds.
+
+Regenerate that folder with `yoloab variants --preset article --out variants`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .models import get_base_model
+from .variants import Variant, make_variant
+
+# (base model, module, placement): the configurations of the source articles.
+ARTICLE: list[tuple[str, str, str]] = [
+    ("yolov8n", "ADown", "all"),
+    ("yolov8n", "ADown", "backbone"),
+    ("yolo11n", "ADown", "all"),
+    ("yolov8n", "DynamicConv", "article"),
+    ("yolov8n", "DynamicBnAct", "article"),
+    ("yolov10s", "AKConv", "article"),
+    ("yolov8n", "RevCol", "backbone"),
+    ("yolo11n", "RevCol", "backbone"),
+]
+
+
+def article() -> list[Variant]:
+    """The article configurations."""
+    return [make_variant(get_base_model(b), m, p) for b, m, p in ARTICLE]
+
+
+PRESETS: dict[str, Callable[[], list[Variant]]] = {"article": article}

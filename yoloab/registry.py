@@ -1,0 +1,207 @@
+"""The module registry: one entry per plug-in module, with its metadata as data.
+
+Modules register once with the `register_module` decorator (timm/mmengine style). The entry carries what the rest
+of yoloab needs to know about a module: its role (a downsampling swap or a whole backbone), how its constructor
+takes channels, the paper it comes from and the placement its source article used. Registering makes the name
+usable in Ultralytics yaml rows once `yoloab` is imported (see `yoloab._ultralytics`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from torch import nn
+
+from .errors import DuplicateModuleError, UnknownModuleError, did_you_mean
+
+Role = Literal["downsample", "backbone"]
+ChannelRule = Literal["conv", "input"]
+Scope = Literal["backbone", "head", "all"]
+
+CHANNEL_RULES: dict[str, str] = {
+    "conv": "(c1, c2, *args): yaml args[0] is c2, width-scaled like Ultralytics' Conv; c1 comes from the input",
+    "input": "(c1, *args): c1 comes from the input, nothing is width-scaled; the module fixes its own outputs",
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A rule selecting downsampling-conv rows: a scope and, optionally, the output strides to keep.
+
+    Attributes:
+        scope: `backbone`, `head` or `all`; the stem (row 0) is never a candidate.
+        strides: output strides of the rows to keep (4 = P2, 8 = P3, ...); empty keeps every stride.
+    """
+
+    scope: Scope
+    strides: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        levels = ",".join(f"P{s.bit_length() - 1}" for s in self.strides)
+        return f"{self.scope}:{levels}" if levels else self.scope
+
+
+@dataclass(frozen=True)
+class ModuleEntry:
+    """A registered module and its metadata.
+
+    Attributes:
+        name: the name used in yaml rows and on the command line.
+        cls: the nn.Module class.
+        role: `downsample` (replaces a stride-2 Conv row) or `backbone` (replaces the base model's backbone).
+        channels: how the constructor takes channels, a key of `CHANNEL_RULES`.
+        paper: citation of the source paper.
+        article: the placement used by the source article (`None` for backbones).
+        sizes: named configurations a backbone accepts; the first is the default.
+        conv_args: how many of a replaced Conv row's args `[c2, k, s]` the module's yaml row keeps (ADown: 1).
+        origin: `file:line` where the module was registered.
+        builtin: whether yoloab ships it (plugins are not builtin).
+    """
+
+    name: str
+    cls: type[nn.Module]
+    role: Role
+    channels: ChannelRule
+    paper: str
+    article: Placement | None = None
+    sizes: tuple[str, ...] = ()
+    conv_args: int = 3
+    origin: str = ""
+    builtin: bool = False
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def default_size(self) -> str | None:
+        """The size used when a backbone is named without one."""
+        return self.sizes[0] if self.sizes else None
+
+
+class Registry:
+    """A name -> `ModuleEntry` map with mmengine-style errors for duplicate and unknown names."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, ModuleEntry] = {}
+
+    def register(
+        self,
+        cls: type[nn.Module] | None = None,
+        *,
+        name: str | None = None,
+        role: Role = "downsample",
+        channels: ChannelRule = "conv",
+        paper: str = "",
+        article: Placement | None = None,
+        sizes: tuple[str, ...] = (),
+        conv_args: int = 3,
+    ) -> Callable[[type[nn.Module]], type[nn.Module]] | type[nn.Module]:
+        """Register a module class; usable as `@register(...)` or `register(Cls, ...)`.
+
+        Args:
+            cls: the class, when called directly rather than as a decorator.
+            name: registry name (default: the class name).
+            role: `downsample` or `backbone`.
+            channels: constructor channel rule, a key of `CHANNEL_RULES`.
+            paper: citation of the source paper.
+            article: placement used by the source article.
+            sizes: named configurations of a backbone, default first.
+            conv_args: how many of a replaced Conv row's args `[c2, k, s]` the module's row keeps.
+
+        Returns:
+            The class unchanged (decorator use) or the decorator.
+
+        Raises:
+            DuplicateModuleError: the name is already registered from another place.
+        """
+        caller = sys._getframe(1)
+        origin = f"{Path(caller.f_code.co_filename).resolve()}:{caller.f_lineno}"
+
+        def decorate(klass: type[nn.Module]) -> type[nn.Module]:
+            if not (isinstance(klass, type) and issubclass(klass, nn.Module)):
+                raise TypeError(f"register_module expects an nn.Module subclass, got {klass!r}")
+            if channels not in CHANNEL_RULES:
+                raise ValueError(f"unknown channel rule {channels!r}; expected one of {sorted(CHANNEL_RULES)}")
+            key = name or klass.__name__
+            entry = ModuleEntry(
+                name=key,
+                cls=klass,
+                role=role,
+                channels=channels,
+                paper=paper,
+                article=article,
+                sizes=tuple(sizes),
+                conv_args=conv_args,
+                origin=origin,
+                builtin=klass.__module__.startswith("yoloab."),
+            )
+            self.add(entry)
+            return klass
+
+        return decorate(cls) if cls is not None else decorate
+
+    def add(self, entry: ModuleEntry) -> None:
+        """Add an entry; re-adding from the same place (a module reload) replaces it silently."""
+        old = self._entries.get(entry.name)
+        if old is not None and old.origin != entry.origin:
+            raise DuplicateModuleError(
+                f"{self.kind} '{entry.name}' is registered twice: first at {old.origin}, again at {entry.origin}; "
+                "rename one of them (register_module(name=...))"
+            )
+        self._entries[entry.name] = entry
+        from . import _ultralytics  # deferred: _ultralytics imports this module
+
+        _ultralytics.expose(entry)
+
+    def remove(self, name: str) -> None:
+        """Forget a registration (tests and plugin reloads)."""
+        entry = self._entries.pop(name, None)
+        if entry is not None:
+            from . import _ultralytics
+
+            _ultralytics.hide(entry)
+
+    def get(self, name: str) -> ModuleEntry:
+        """Return the entry for `name`, accepting a backbone size suffix (`RevCol-small`).
+
+        Raises:
+            UnknownModuleError: the name is not registered; the message lists the nearest names.
+        """
+        base, size = split_size(name)
+        entry = self._entries.get(name) or self._entries.get(base)
+        if entry is None:
+            raise UnknownModuleError(
+                f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; "
+                f"registered: {', '.join(sorted(self._entries))}"
+            )
+        if size and entry.name == base and size not in entry.sizes:
+            raise UnknownModuleError(
+                f"{entry.name} has no size '{size}'{did_you_mean(size, entry.sizes)}; sizes: {', '.join(entry.sizes)}"
+            )
+        return entry
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[ModuleEntry]:
+        return iter(sorted(self._entries.values(), key=lambda e: (not e.builtin, e.name.lower())))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._entries)
+
+
+def split_size(name: str) -> tuple[str, str | None]:
+    """Split `RevCol-small` into (`RevCol`, `small`); names without a dash have no size."""
+    base, sep, size = name.partition("-")
+    return (base, size) if sep else (name, None)
+
+
+MODULES = Registry("module")
+register_module = MODULES.register

@@ -1,0 +1,312 @@
+"""Variants: a base model plus zero or more swaps, as model dicts, yaml files and built models.
+
+Names are stable and readable: `yolov8n` (baseline), `yolov8n-ADown-all`, `yolov8s-DynamicConv-article`,
+`yolo11n-RevCol-tiny`. Generated yaml files carry a header saying what generated them, from which base, which rows
+changed and the command that regenerates them, plus a machine-readable `yoloab:` key that Ultralytics ignores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from copy import deepcopy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from ._ultralytics import ultralytics_version, validate_rows
+from .errors import ModelConfigError, YoloabError
+from .models import BaseModel, get_base_model, load_model_yaml
+from .placement import label, resolve, row_strides
+from .registry import MODULES, ModuleEntry, split_size
+
+TAIL_MODULES = {"SPPF", "SPP", "SPPELAN", "C2PSA", "PSA", "C2fPSA"}  # kept after a backbone swap
+
+
+@dataclass
+class Variant:
+    """A buildable model configuration.
+
+    Attributes:
+        name: stable variant name.
+        base: base model name (or the yaml stem for user files).
+        config: the Ultralytics model dict.
+        module: the swapped-in module name, None for a baseline.
+        placement: the placement as given, None for a baseline.
+        rows: indices of the rows changed from the base.
+        command: the yoloab command that regenerates this variant ('' for user files).
+        path: the yaml file it came from, if any.
+    """
+
+    name: str
+    base: str
+    config: dict[str, Any]
+    module: str | None = None
+    placement: str | None = None
+    rows: list[int] = field(default_factory=list)
+    command: str = ""
+    path: Path | None = None
+
+    @property
+    def is_baseline(self) -> bool:
+        """Whether the variant is its base model unchanged."""
+        return self.module is None
+
+
+def baseline(base: BaseModel) -> Variant:
+    """The unchanged base model as a variant."""
+    return Variant(base.name, base.name, base.config(), command=f"yoloab variants --model {base.name}")
+
+
+def make_variant(base: BaseModel, module: str, placement: str = "article") -> Variant:
+    """Swap a registered module into a base model.
+
+    Args:
+        base: the base model.
+        module: a registered module name; backbones accept a size suffix (`RevCol-small`).
+        placement: for downsampling modules, `article`, `all`, `backbone`, `head` or row indices.
+
+    Returns:
+        The variant.
+
+    Raises:
+        UnknownModuleError: the module is not registered.
+        PlacementError: the placement is invalid or selects no row.
+        ModelConfigError: a backbone swap cannot be fitted to this base model.
+    """
+    entry = MODULES.get(module)
+    if entry.role == "backbone":
+        size = split_size(module)[1] or entry.default_size or ""
+        return _backbone_variant(base, entry, size)
+    d = base.config()
+    rows = resolve(d, placement, entry, base.name)
+    every = d["backbone"] + d["head"]
+    for r in rows:
+        every[r][2] = entry.name
+        every[r][3] = every[r][3][: entry.conv_args]
+    tag = label(placement)
+    return Variant(
+        f"{base.name}-{entry.name}-{tag}",
+        base.name,
+        d,
+        entry.name,
+        placement,
+        rows,
+        f"yoloab variants --model {base.name} --module {entry.name} --placement {placement}",
+    )
+
+
+def _backbone_outputs(entry: ModuleEntry, size: str) -> tuple[list[int], tuple[int, ...]]:
+    # The meta device allocates nothing: this reads the channel contract without building real weights.
+    with torch.device("meta"):
+        probe = entry.cls(3, size) if size else entry.cls(3)
+    return list(probe.out_channels), tuple(probe.strides)
+
+
+def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str) -> Variant:
+    d = base.config()
+    old_backbone, head = d["backbone"], d["head"]
+    nb_old = len(old_backbone)
+    strides = row_strides(d)
+    tail_start = next((i for i, row in enumerate(old_backbone) if row[2] in TAIL_MODULES), nb_old)
+    channels, out_strides = _backbone_outputs(entry, size)
+    new_backbone: list[list[Any]] = [[-1, 1, entry.name, [size] if size else []]]
+    remap: dict[int, int] = {}
+    for s in (8, 16, 32):
+        if s not in out_strides:
+            raise ModelConfigError(f"{entry.name}-{size} has no stride-{s} output; its strides are {out_strides}")
+        level_rows = [i for i in range(tail_start) if strides[i] == s]
+        if level_rows:
+            remap[level_rows[-1]] = len(new_backbone)
+        k = out_strides.index(s)
+        new_backbone.append([0, 1, "Index", [channels[k], k]])
+    for i in range(tail_start, nb_old):
+        remap[i] = len(new_backbone)
+        new_backbone.append(deepcopy(old_backbone[i]))
+    nb_new = len(new_backbone)
+
+    def move(f: Any, at: int) -> Any:
+        if isinstance(f, list):
+            return [move(x, at) for x in f]
+        if f < 0:
+            return f
+        if f >= nb_old:
+            return f - nb_old + nb_new
+        if f not in remap:
+            raise ModelConfigError(
+                f"{base.name}: head row {at} reads backbone row {f}, which a {entry.name} backbone does not provide"
+            )
+        return remap[f]
+
+    d["backbone"] = new_backbone
+    d["head"] = [[move(row[0], nb_old + j), *row[1:]] for j, row in enumerate(head)]
+    name = f"{entry.name}-{size}" if size else entry.name
+    return Variant(
+        f"{base.name}-{name}",
+        base.name,
+        d,
+        name,
+        "backbone",
+        list(range(nb_new)),
+        f"yoloab variants --model {base.name} --module {name}",
+    )
+
+
+def from_yaml(path: str | Path) -> Variant:
+    """A variant read from a yaml file (a generated one or a user's own)."""
+    path = Path(path)
+    d = load_model_yaml(path)
+    meta = d.get("yoloab") if isinstance(d.get("yoloab"), dict) else {}
+    return Variant(
+        meta.get("name", path.stem),
+        meta.get("base", path.stem),
+        d,
+        meta.get("module"),
+        meta.get("placement"),
+        list(meta.get("rows", [])),
+        meta.get("command", ""),
+        path,
+    )
+
+
+def select(
+    models: list[str], modules: list[str], placement: str = "article", yamls: list[str] | None = None
+) -> list[Variant]:
+    """The variants a command line asks for: each base model, then one variant per module; then yaml files.
+
+    Raises:
+        YoloabError: any unknown model, module or invalid placement, before anything is built.
+    """
+    variants: list[Variant] = []
+    for name in models:
+        base = get_base_model(name)
+        variants.append(baseline(base))
+        variants.extend(make_variant(base, module, placement) for module in modules)
+    variants.extend(from_yaml(p) for p in yamls or [])
+    return variants
+
+
+def build(variant: Variant, nc: int | None = None, verbose: bool = False) -> nn.Module:
+    """Build a variant as an Ultralytics `DetectionModel`.
+
+    Raises:
+        UnknownModuleError: a row names an unknown module.
+        ModelConfigError: the model cannot be built (one line with the cause).
+    """
+    from ultralytics.nn.tasks import DetectionModel
+
+    d = deepcopy(variant.config)
+    if variant.path is None:
+        d["yaml_file"] = f"{variant.name}.yaml"
+    validate_rows(d)
+    try:
+        return DetectionModel(d, ch=3, nc=nc, verbose=verbose)
+    except YoloabError:
+        raise
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelConfigError(f"{variant.name}: cannot build: {type(err).__name__}: {first}") from err
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters, as Ultralytics' model summary prints it."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# yaml files
+
+_PLAIN = re.compile(r"[A-Za-z_][\w.]*")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+
+
+def _flow(value: Any) -> str:
+    """A value as an Ultralytics-style yaml flow item (`[-1, 1, Conv, [64, 3, 2]]`)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS else json.dumps(text)
+
+
+def to_yaml(variant: Variant) -> str:
+    """Render a variant as a self-describing model yaml file."""
+    d = variant.config
+    strides = row_strides(d)
+    src = get_base_model(variant.base) if variant.base and not variant.path else None
+    lines = [f"# Generated by yoloab {__version__} (ultralytics {ultralytics_version()}); do not edit by hand."]
+    if src is not None:
+        rel = src.yaml_path.relative_to(src.yaml_path.parents[4])
+        lines.append(f"# Base: {variant.base} = {rel}" + (f" at scale '{src.scale}'" if src.scale else ""))
+    if variant.module:
+        old = src.config() if src is not None else None
+        if variant.placement == "backbone":
+            lines.append(f"# Swap: backbone replaced by {variant.module}; rows 0-{len(d['backbone']) - 1} rebuilt")
+        else:
+            before = {r: (old["backbone"] + old["head"])[r][2] for r in variant.rows} if old else {}
+            changed = ", ".join(f"{r} ({before.get(r, '?')} -> {variant.module})" for r in variant.rows)
+            lines.append(f"# Swap: {variant.module} at placement '{variant.placement}': rows {changed}")
+    if variant.command:
+        lines.append(f"# Regenerate: {variant.command} --out <dir>")
+    lines.append("# Use: import yoloab; from ultralytics import YOLO; YOLO('<this file>')")
+    lines.append("")
+    meta = {
+        "name": variant.name,
+        "base": variant.base,
+        "module": variant.module,
+        "placement": variant.placement,
+        "rows": variant.rows,
+        "command": variant.command,
+        "version": __version__,
+    }
+    lines.append("yoloab: {" + ", ".join(f"{k}: {_flow(v)}" for k, v in meta.items()) + "}")
+    skip = {"backbone", "head", "scales", "yaml_file", "scale", "yoloab", "ch", "channels"}
+    for key, value in d.items():
+        if key not in skip:
+            lines.append(f"{key}: {_flow(value)}")
+    if d.get("scales"):
+        lines.append("scales: # [depth, width, max_channels]")
+        lines.extend(f"  {k}: {_flow(v)}" for k, v in d["scales"].items())
+    nb = len(d["backbone"])
+    prev = 1
+    for section, rows, offset in (("backbone", d["backbone"], 0), ("head", d["head"], nb)):
+        lines.append("")
+        lines.append(f"{section}:")
+        lines.append("  # [from, repeats, module, args]")
+        for j, row in enumerate(rows):
+            i = offset + j
+            level = (
+                f"-P{strides[i].bit_length() - 1}/{strides[i]}" if strides[i] > prev and section == "backbone" else ""
+            )
+            prev = max(prev, strides[i])
+            lines.append(f"  - {_flow(row)} # {i}{level}")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file so that readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_yaml(variant: Variant, out_dir: str | Path) -> Path:
+    """Write a variant's yaml into a folder; returns the path."""
+    path = Path(out_dir) / f"{variant.name}.yaml"
+    write_atomic(path, to_yaml(variant))
+    return path
