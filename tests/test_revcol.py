@@ -1,4 +1,4 @@
-"""Tests of the RevCol backbone (yoloab/modules/revcol.py), on CPU with tiny configs except where the real size counts."""
+"""Tests of the RevCol backbone (yoloab/modules/revcol.py): CPU, tiny configs except where the real size counts."""
 
 from __future__ import annotations
 
@@ -122,13 +122,22 @@ def test_outputs_are_last_column() -> None:
 # ---------------------------------------------------------------------------------- reversible == non-reversible
 
 
-def run_train_step(model: RevCol, x: torch.Tensor, weights: list[torch.Tensor], seed: int, input_grad: bool = True):
+def run_train_step(
+    model: RevCol,
+    x: torch.Tensor,
+    weights: list[torch.Tensor],
+    seed: int,
+    input_grad: bool = True,
+    bf16_forward: bool = False,
+):
     """Forward in train mode with a fixed seed, backward of a weighted sum; returns outputs and gradients."""
     model.train()
     model.zero_grad(set_to_none=True)
     x = x.clone().requires_grad_(input_grad)
     torch.manual_seed(seed)
-    ys = model(x)
+    # autocast around the forward only, as in AMP training: backward must replay the state itself
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_forward):
+        ys = model(x)
     sum((y * w).sum() for y, w in zip(ys, weights, strict=True)).backward()
     grads = {k: p.grad for k, p in model.named_parameters()}
     return [y.detach() for y in ys], x.grad, grads
@@ -148,7 +157,10 @@ def test_reversible_matches_plain(dtype: torch.dtype, tol: float) -> None:
     plain, reversible = make_pair(dtype)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(2, 3, 64, 64, generator=gen).to(dtype)
-    weights = [torch.randn(2, c, 64 // s, 64 // s, generator=gen).to(dtype) for c, s in zip(MINI.channels, STRIDES)]
+    weights = [
+        torch.randn(2, c, 64 // s, 64 // s, generator=gen).to(dtype)
+        for c, s in zip(MINI.channels, STRIDES, strict=True)
+    ]
 
     ys_p, gx_p, g_p = run_train_step(plain, x, weights, seed=123)
     ys_r, gx_r, g_r = run_train_step(reversible, x, weights, seed=123)
@@ -174,7 +186,8 @@ def test_reversible_with_frozen_stem() -> None:
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(1, 3, 64, 64, generator=gen, dtype=torch.float64)
     weights = [
-        torch.randn(1, c, 64 // s, 64 // s, generator=gen, dtype=torch.float64) for c, s in zip(MINI.channels, STRIDES)
+        torch.randn(1, c, 64 // s, 64 // s, generator=gen, dtype=torch.float64)
+        for c, s in zip(MINI.channels, STRIDES, strict=True)
     ]
     _, _, g_p = run_train_step(plain, x, weights, seed=5, input_grad=False)
     _, _, g_r = run_train_step(reversible, x, weights, seed=5, input_grad=False)
@@ -186,21 +199,27 @@ def test_reversible_with_frozen_stem() -> None:
 
 
 def test_reversible_replays_autocast() -> None:
-    # recomputing in fp32 instead of bf16 would rebuild different activations and give visibly different gradients
+    # the recomputation in backward must run under the forward's autocast state: watch a Linear's output dtype
     plain, reversible = make_pair(torch.float32)
+    seen: list[tuple[torch.dtype, bool]] = []
+    linear = reversible.subnet1.level2.blocks[0].pwconv1
+    linear.register_forward_hook(lambda m, i, o: seen.append((o.dtype, torch.is_grad_enabled())))
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 64, 64, generator=gen)
-    weights = [torch.randn(2, c, 64 // s, 64 // s, generator=gen) for c, s in zip(MINI.channels, STRIDES)]
+    weights = [torch.randn(2, c, 64 // s, 64 // s, generator=gen) for c, s in zip(MINI.channels, STRIDES, strict=True)]
     results = []
     for model in (plain, reversible):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            results.append(run_train_step(model, x, weights, seed=11))
+        results.append(run_train_step(model, x, weights, seed=11, bf16_forward=True))
+    assert seen == [(torch.bfloat16, False), (torch.bfloat16, True)]  # forward (no graph), then the recomputation
     (ys_p, gx_p, g_p), (ys_r, gx_r, g_r) = results
     for a, b in zip(ys_p, ys_r, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(gx_r, gx_p, rtol=1e-3, atol=1e-3)
-    for name in g_p:
-        torch.testing.assert_close(g_r[name], g_p[name], rtol=1e-3, atol=1e-3, msg=lambda m, n=name: f"{n}: {m}")
+        assert torch.equal(a, b)
+    # gradients agree to bf16 precision (the rebuilt columns differ from the stored ones by fp32 rounding, which
+    # bf16 casts then amplify): compare whole-vector relative errors
+    flat_p = torch.cat([g.flatten() for g in g_p.values()])
+    flat_r = torch.cat([g_r[k].flatten() for k in g_p])
+    assert ((flat_r - flat_p).norm() / flat_p.norm()).item() < 2e-2
+    assert ((gx_r - gx_p).norm() / gx_p.norm()).item() < 2e-2
 
 
 # --------------------------------------------------------------------------------------------------- alpha clamp
@@ -267,7 +286,8 @@ def test_init(tiny: RevCol) -> None:
     pooled = torch.cat(weights)
     assert abs(pooled.std().item() - 0.02) < 5e-4
     assert abs(pooled.mean().item()) < 1e-3
-    assert pooled.abs().max().item() < 0.02 * 7  # a normal of std 0.02: nothing wild
+    # nothing beyond 10 std: timm's sampler sets ~2 weights of `tiny` to exactly -2 (100 std), which RevCol zeroes
+    assert pooled.abs().max().item() < 0.2
     for name, p in tiny.named_parameters():
         if ".alpha" in name:
             assert torch.all(p == 0.5), name

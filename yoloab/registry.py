@@ -22,6 +22,7 @@ Role = Literal["downsample", "backbone"]
 ChannelRule = Literal["conv", "input"]
 Scope = Literal["backbone", "head", "all"]
 
+_PACKAGE_DIR = Path(__file__).resolve().parent
 CHANNEL_RULES: dict[str, str] = {
     "conv": "(c1, c2, *args): yaml args[0] is c2, width-scaled like Ultralytics' Conv; c1 comes from the input",
     "input": "(c1, *args): c1 comes from the input, nothing is width-scaled; the module fixes its own outputs",
@@ -118,7 +119,8 @@ class Registry:
             DuplicateModuleError: the name is already registered from another place.
         """
         caller = sys._getframe(1)
-        origin = f"{Path(caller.f_code.co_filename).resolve()}:{caller.f_lineno}"
+        where = Path(caller.f_code.co_filename).resolve()
+        origin = f"{where}:{caller.f_lineno}"
 
         def decorate(klass: type[nn.Module]) -> type[nn.Module]:
             if not (isinstance(klass, type) and issubclass(klass, nn.Module)):
@@ -136,7 +138,7 @@ class Registry:
                 sizes=tuple(sizes),
                 conv_args=conv_args,
                 origin=origin,
-                builtin=klass.__module__.startswith("yoloab."),
+                builtin=where.is_relative_to(_PACKAGE_DIR),
             )
             self.add(entry)
             return klass

@@ -31,6 +31,8 @@ Differences, on purpose:
   `torch.get_autocast_dtype(device_type)` instead of `torch.cuda.amp` / `torch.cpu.amp`.
 - The channels-first LayerNorm uses `F.layer_norm` over permuted dims (same result in fp32; under fp16 autocast it
   normalises in fp32 instead of fp16, which avoids overflow in the variance).
+- Init: the rare weights that timm's `trunc_normal_` (std 0.02, bounds +-2) sets to exactly -2 (an artifact of
+  its sampler, ~1 weight in 2**24) are zeroed.
 - An alpha that is exactly 0 is clamped to +1e-3 (the reference's `sign()` leaves it at 0, which breaks the
   reconstruction with a division by zero).
 """
@@ -473,7 +475,11 @@ class RevCol(nn.Module):
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            trunc_normal_(module.weight, std=0.02)
+            trunc_normal_(module.weight, std=0.02)  # bounds a=-2, b=2 absolute (timm default), as the reference
+            # the inverse-CDF sampler turns a uniform draw of exactly -1 into erfinv(-1) = -inf, clamped to -2 =
+            # -100 std: about one weight in 2**24 (~2 per `tiny`); zero those instead of keeping the outliers
+            with torch.no_grad():
+                module.weight.masked_fill_(module.weight.abs() >= 2.0, 0.0)
             nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> list[Tensor]:

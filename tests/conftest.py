@@ -1,0 +1,47 @@
+"""Shared fixtures: an isolated Ultralytics settings folder, a tiny generated dataset, a clean registry."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Ultralytics reads these at import: keep its settings out of the user's home and never reach the network.
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yoloab-ultra-"))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_VERBOSE", "False")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import yoloab  # noqa: E402
+from yoloab.datasets import make_shapes_dataset  # noqa: E402
+from yoloab.registry import MODULES  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> str:
+    """A handful of generated 64 px images with boxes, as an Ultralytics data yaml."""
+    return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=8, n_val=4, imgsz=64, seed=0))
+
+
+@pytest.fixture
+def clean_registry():
+    """Forget modules a test registers (plugins), so tests do not leak names into each other."""
+    before = set(MODULES.names())
+    yield MODULES
+    for name in set(MODULES.names()) - before:
+        MODULES.remove(name)
+
+
+__all__ = ["yoloab"]
