@@ -42,11 +42,18 @@ def row_strides(d: dict) -> list[int]:
     """Output stride of every row of backbone + head, read from the yaml (no model is built)."""
     rows = d["backbone"] + d["head"]
     strides: list[int] = []
+    multi: dict[int, tuple[int, ...]] = {}  # rows of multi-output backbones: the stride of each output
     for i, (f, _, module, args) in enumerate(rows):
         src = _first(f)
-        inp = 1 if i == 0 else strides[src if src >= 0 else i + src]
+        src = src if src >= 0 else i + src
+        inp = 1 if i == 0 else strides[src]
         entry = MODULES.get(module) if module in MODULES else None
-        if entry is not None and entry.role == "downsample" and entry.conv_args < 3:
+        if entry is not None and entry.role == "backbone":
+            multi[i] = entry.backbone_outputs(args[0] if args else None)[1]
+            out = inp
+        elif module == "Index" and src in multi and len(args) > 1:
+            out = inp * multi[src][args[1]]
+        elif entry is not None and entry.role == "downsample" and entry.conv_args < 3:
             out = inp * 2  # takes only [c2] of a Conv row: the stride is built in (ADown)
         elif module in _STRIDE_ARG or (entry is not None and entry.role == "downsample"):
             s = args[2] if len(args) > 2 else 1

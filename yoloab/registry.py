@@ -8,6 +8,7 @@ usable in Ultralytics yaml rows once `yoloab` is imported (see `yoloab._ultralyt
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,6 +80,14 @@ class ModuleEntry:
     def default_size(self) -> str | None:
         """The size used when a backbone is named without one."""
         return self.sizes[0] if self.sizes else None
+
+    def backbone_outputs(self, size: str | None = None) -> tuple[list[int], tuple[int, ...]]:
+        """Channels and strides of a backbone's output maps, read from its constructor's contract.
+
+        Backbones expose `out_channels` and `strides` after construction; building on the meta device allocates
+        nothing and runs no forward.
+        """
+        return _backbone_outputs(self.cls, size or self.default_size)
 
 
 class Registry:
@@ -197,6 +206,15 @@ class Registry:
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._entries)
+
+
+@functools.cache
+def _backbone_outputs(cls: type[nn.Module], size: str | None) -> tuple[list[int], tuple[int, ...]]:
+    import torch
+
+    with torch.device("meta"):
+        probe = cls(3, size) if size else cls(3)
+    return list(probe.out_channels), tuple(probe.strides)
 
 
 def split_size(name: str) -> tuple[str, str | None]:

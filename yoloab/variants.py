@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from . import __version__
@@ -102,20 +101,13 @@ def make_variant(base: BaseModel, module: str, placement: str = "article") -> Va
     )
 
 
-def _backbone_outputs(entry: ModuleEntry, size: str) -> tuple[list[int], tuple[int, ...]]:
-    # The meta device allocates nothing: this reads the channel contract without building real weights.
-    with torch.device("meta"):
-        probe = entry.cls(3, size) if size else entry.cls(3)
-    return list(probe.out_channels), tuple(probe.strides)
-
-
 def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str) -> Variant:
     d = base.config()
     old_backbone, head = d["backbone"], d["head"]
     nb_old = len(old_backbone)
     strides = row_strides(d)
     tail_start = next((i for i, row in enumerate(old_backbone) if row[2] in TAIL_MODULES), nb_old)
-    channels, out_strides = _backbone_outputs(entry, size)
+    channels, out_strides = entry.backbone_outputs(size)
     new_backbone: list[list[Any]] = [[-1, 1, entry.name, [size] if size else []]]
     remap: dict[int, int] = {}
     for s in (8, 16, 32):

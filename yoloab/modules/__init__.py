@@ -6,5 +6,6 @@ from .adown import ADown
 from .akconv import AKConv
 from .dynamic_bn_act import DynamicBnAct
 from .dynamic_conv import DynamicConv
+from .revcol import RevCol
 
-__all__ = ["ADown", "AKConv", "DynamicBnAct", "DynamicConv"]
+__all__ = ["ADown", "AKConv", "DynamicBnAct", "DynamicConv", "RevCol"]

@@ -14,7 +14,8 @@ recomputes each level in backward (with the forward's RNG and autocast state rep
 Kept from the reference: the architecture, the five sizes, parameter names (`stem`, `subnet{i}`, `alpha0..3`,
 `level0..3`, `fusion`, `down`, `up.channel_reschedule`, `blocks`, `dwconv`, `norm`, `pwconv1`, `pwconv2`, `gamma`) so
 reference state_dicts load, the init (truncated normal std 0.02 for Conv2d and Linear weights, zero bias, as in the
-classification `FullNet`), the per-column drop-path schedule and the RNG/autocast replay of the reversible backward.
+classification `FullNet`; the mmdet backbone re-inits only Linear layers), the per-column drop-path schedule and
+the RNG/autocast replay of the reversible backward.
 
 Left out: the classification heads (`cls`, `cls_blocks`) and the intermediate-supervision decoders
 (`decoder_blocks`), which are not part of the detection backbone; the `kernel_size` option (always 3, as in every
@@ -30,7 +31,7 @@ Differences, on purpose:
 - Current torch APIs: `torch.amp.autocast(device_type)`, `torch.is_autocast_enabled(device_type)`,
   `torch.get_autocast_dtype(device_type)` instead of `torch.cuda.amp` / `torch.cpu.amp`.
 - The channels-first LayerNorm uses `F.layer_norm` over permuted dims (same result in fp32; under fp16 autocast it
-  normalises in fp32 instead of fp16, which avoids overflow in the variance).
+  normalises in fp32 instead of fp16 on CUDA, which avoids overflow in the variance).
 - Init: the rare weights that timm's `trunc_normal_` (std 0.02, bounds +-2) sets to exactly -2 (an artifact of
   its sampler, ~1 weight in 2**24) are zeroed.
 - An alpha that is exactly 0 is clamped to +1e-3 (the reference's `sign()` leaves it at 0, which breaks the
