@@ -196,9 +196,11 @@ def build(variant: Variant, nc: int | None = None, verbose: bool = False) -> nn.
     d = deepcopy(variant.config)
     if variant.path is None:
         d["yaml_file"] = f"{variant.name}.yaml"
+    if nc is not None:
+        d["nc"] = nc  # set here rather than passed: Ultralytics logs an "Overriding nc" line on stdout otherwise
     validate_rows(d)
     try:
-        return DetectionModel(d, ch=3, nc=nc, verbose=verbose)
+        return DetectionModel(d, ch=3, verbose=verbose)
     except YoloabError:
         raise
     except Exception as err:

@@ -23,8 +23,10 @@ from ..errors import (
     UnknownModuleError,
     YoloabError,
 )
+from ..profiling import ProfileInputError
 
 EXIT_CODES: dict[type[YoloabError], int] = {
+    ProfileInputError: 2,
     UnknownModuleError: 2,
     UnknownModelError: 2,
     PlacementError: 2,
@@ -65,10 +67,11 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from . import catalog, variants
+    from . import catalog, profile, variants
 
     catalog.register(app)
     variants.register(app)
+    profile.register(app)
 
 
 _register_commands()

@@ -1,0 +1,73 @@
+"""`yoloab profile`: params, two GFLOPs counts, latency and memory of baselines and variants."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..profiling import ProfileSettings, profile_variants
+from ..registry import MODULES
+from ..reporting import csv_text, json_text, markdown, rich_table
+from ..results import store_profile
+from ..variants import select
+from .options import Models, Modules, Nc, PlacementOpt, Plugins, Yamls, load_plugins
+
+
+class Format(str, Enum):
+    """Output formats of profile."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+    md = "md"
+
+
+def profile(
+    yamls: Yamls = None,
+    model: Models = None,
+    module: Modules = None,
+    placement: PlacementOpt = "article",
+    nc: Nc = None,
+    imgsz: Annotated[int, typer.Option("--imgsz", help="Square input size, a multiple of the stride.")] = 640,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size of the throughput measurement.")] = 8,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
+    half: Annotated[bool, typer.Option("--half", help="fp16 latency (CUDA).")] = False,
+    latency: Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency and memory.")] = True,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    results: Annotated[Path, typer.Option("--results", help="Results directory for `report`.")] = Path("results"),
+    plugin: Plugins = None,
+) -> None:
+    """Profile baselines (no --module) or each baseline plus one variant per module and placement.
+
+    `--module all` profiles the whole catalog; YAML files are profiled as given.
+    """
+    load_plugins(plugin)
+    modules = MODULES.names() if module == ["all"] else (module or [])
+    models = model or ([] if yamls else ["yolov8n"])
+    variants = select(models, modules, placement, [str(y) for y in yamls or []])
+    settings = ProfileSettings(
+        imgsz=imgsz, batch=batch, device=device, half=half, latency=latency, nc=nc, threads=threads
+    )
+    records = profile_variants(variants, settings)
+    stored = store_profile(records, results)
+    if fmt is Format.json:
+        sys.stdout.write(json_text(records))
+    elif fmt is Format.csv:
+        sys.stdout.write(csv_text(records))
+    elif fmt is Format.md:
+        sys.stdout.write(markdown(records))
+    else:
+        console = Console()
+        console.print(rich_table(records, f"yoloab profile (imgsz {imgsz}, {records[0]['device_name']})"))
+        console.print(f"[dim]stored {stored}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the command to the app."""
+    app.command("profile")(profile)

@@ -1,0 +1,396 @@
+"""Measurements of built variants: parameters, two independent FLOP counts, latency, throughput and memory.
+
+- `gflops`: Ultralytics' own number (thop through `get_flops`), the figure papers quote.
+- `gflops_aten`: `torch.utils.flop_counter.FlopCounterMode` at the real input size (2 FLOPs per multiply-add),
+  which also sees functional convolutions (timm's CondConv2d calls `F.conv2d`, invisible to thop) and attention
+  matmuls. It runs on a meta-device copy of the model, so it costs no arithmetic; where a model cannot run on meta it
+  falls back to a real forward pass.
+- Where the two differ by more than `FLOP_TOLERANCE`, the row is flagged and the layers responsible are named.
+- Latency: eval mode, fused, inference mode, fixed input, warm-up by time, median and IQR over interleaved rounds
+  (CUDA events and `cudnn.benchmark` on GPU); throughput at batch N; peak CUDA memory for inference and one
+  training step.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import __version__
+from ._ultralytics import ultralytics_version
+from .errors import YoloabError
+from .variants import Variant, build, count_params
+
+FLOP_TOLERANCE = 0.05
+
+
+class ProfileInputError(YoloabError):
+    """An image size, batch or device that cannot be profiled."""
+
+
+@dataclass
+class ProfileSettings:
+    """What to measure and how.
+
+    Attributes:
+        imgsz: square input size; must be a multiple of the model stride.
+        batch: batch size of the throughput measurement (latency is always batch 1).
+        device: `auto`, `cpu`, `cuda` or `cuda:N`.
+        half: fp16 latency on CUDA.
+        latency: measure latency, throughput and memory (params and FLOPs are always measured).
+        nc: number of classes (None: the yaml's).
+        threads: CPU threads for latency (None: all cores).
+        warmup_s: warm-up time per variant.
+        rounds: interleaved rounds; each round times every variant.
+        round_s: target time per variant and round.
+    """
+
+    imgsz: int = 640
+    batch: int = 8
+    device: str = "auto"
+    half: bool = False
+    latency: bool = True
+    nc: int | None = None
+    threads: int | None = None
+    warmup_s: float = 0.5
+    rounds: int = 5
+    round_s: float = 0.4
+
+
+def resolve_device(spec: str) -> torch.device:
+    """Turn `auto|cpu|cuda|cuda:N` into a device, checking that it exists.
+
+    Raises:
+        ProfileInputError: unknown spec or a CUDA device that is not present.
+    """
+    if spec == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as err:
+        raise ProfileInputError(f"unknown device '{spec}'; expected auto, cpu, cuda or cuda:N") from err
+    if device.type == "cuda":
+        n = torch.cuda.device_count()
+        if n == 0 or (device.index or 0) >= n:
+            raise ProfileInputError(f"device '{spec}' is not available; this machine has {n} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ProfileInputError(f"unsupported device '{spec}'; expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def check_imgsz(imgsz: int, stride: int, name: str) -> None:
+    """Reject an image size that is not a positive multiple of the model stride.
+
+    Raises:
+        ProfileInputError: with the nearest valid sizes.
+    """
+    if imgsz <= 0 or imgsz % stride:
+        lo, hi = max(imgsz // stride * stride, stride), (imgsz // stride + 1) * stride
+        near = f"{lo}, {hi}" if lo != hi else f"{hi}"
+        raise ProfileInputError(f"imgsz {imgsz} is not a multiple of {name}'s stride {stride}; nearest: {near}")
+
+
+def model_stride(model: nn.Module) -> int:
+    """The largest stride of a detection model (at least 32, as Ultralytics assumes)."""
+    return max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# FLOPs
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    meta = copy.deepcopy(model).to("meta")
+    # Detect heads keep their strides on the host: anchors are built from Python scalars of them.
+    for src, dst in zip(model.modules(), meta.modules(), strict=True):
+        if isinstance(getattr(src, "stride", None), torch.Tensor) and not isinstance(src, nn.Conv2d):
+            dst.stride = src.stride.clone()
+    return meta
+
+
+def aten_flops(model: nn.Module, imgsz: int) -> tuple[float, dict[int, float]]:
+    """Count FLOPs with FlopCounterMode at the real input size, in eval mode.
+
+    Returns:
+        Total GFLOPs and GFLOPs per top-level layer index.
+    """
+    model = model.eval()
+    try:
+        target, x = _meta_copy(model), torch.zeros(1, 3, imgsz, imgsz, device="meta")
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            target(x)
+    except (RuntimeError, NotImplementedError):  # an op without a meta kernel: count on real tensors
+        p = next(model.parameters())
+        target, x = model, torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            target(x)
+    prefix = f"{type(model).__name__}.model."
+    per_layer = {}
+    for key, counts in counter.get_flop_counts().items():
+        rest = key[len(prefix) :] if key.startswith(prefix) else ""
+        if rest.isdigit():
+            per_layer[int(rest)] = sum(counts.values()) / 1e9
+    return counter.get_total_flops() / 1e9, per_layer
+
+
+def ultralytics_flops(model: nn.Module, imgsz: int) -> float:
+    """Ultralytics' own GFLOPs (thop, stride-aware extrapolation), as its model summary prints them.
+
+    Raises:
+        RuntimeError: thop is missing or failed (Ultralytics would print 0.0; yoloab stores the error instead).
+    """
+    import thop
+    from ultralytics.utils.torch_utils import get_flops
+
+    if not hasattr(thop, "profile"):
+        raise RuntimeError("the installed 'thop' has no profile(); install ultralytics-thop, not PyPI thop")
+    value = get_flops(model, imgsz)
+    if not value:
+        raise RuntimeError("Ultralytics get_flops returned 0.0 (thop failed or is the PyPI 'thop' package)")
+    return value
+
+
+def thop_per_layer(model: nn.Module, imgsz: int) -> dict[int, float]:
+    """Per-layer GFLOPs as thop counts them at a given size (to explain a disagreement)."""
+    import thop
+
+    p = next(model.parameters())
+    x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
+    _, _, info = thop.profile(copy.deepcopy(model).eval(), inputs=[x], verbose=False, ret_layer_info=True)
+    layers = info.get("model", (0, 0, {}))[2]
+    return {int(k): 2 * v[0] / 1e9 for k, v in layers.items() if str(k).isdigit()}
+
+
+def flop_disagreement(model: nn.Module) -> str:
+    """Name the layers where thop and FlopCounterMode disagree, with thop's share of aten's count there.
+
+    Both are counted at a small stride-aligned probe size: the shares, not the totals, say what thop misses.
+    """
+    probe = 2 * model_stride(model)
+    thop_layers = thop_per_layer(model, probe)
+    _, aten_layers = aten_flops(model, probe)
+    gaps = []
+    for i, aten in aten_layers.items():
+        seen = thop_layers.get(i, 0.0)
+        if abs(aten - seen) > 0.5 * max(aten, 1e-12):  # thop adds a little for BN and activations: ignore that
+            gaps.append((i, type(model.model[i]).__name__, seen, aten))
+    if not gaps:
+        return "thop's counting rules differ from aten's across many layers (normalisation, activations)"
+    kinds = sorted({g[1] for g in gaps})
+    share = sum(g[2] for g in gaps) / sum(g[3] for g in gaps)
+    hint = ""
+    if {"DynamicConv", "DynamicBnAct"} & set(kinds):
+        hint = "; CondConv2d convolves with F.conv2d, which thop does not see"
+    rows = ", ".join(str(g[0]) for g in gaps)
+    return f"rows {rows} ({', '.join(kinds)}): thop sees {share:.0%} of the FLOPs aten counts there{hint}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# timing
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
+    if device.type == "cuda":
+
+        def cuda_time(fn: Callable[[], Any]) -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+
+        return cuda_time
+
+    def cpu_time(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    return cpu_time
+
+
+def _quantiles(samples: list[float]) -> tuple[float, float]:
+    q1, med, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return med, q3 - q1
+
+
+def interleaved_latency(
+    runners: dict[str, Callable[[], Any]], device: torch.device, settings: ProfileSettings
+) -> dict[str, tuple[float, float]]:
+    """Time every runner in interleaved rounds after a timed warm-up.
+
+    Returns:
+        Median and IQR in seconds per runner.
+    """
+    timer = _timer(device)
+    per_iter = {}
+    for name, fn in runners.items():
+        start, n = time.perf_counter(), 0
+        while n < 3 or time.perf_counter() - start < settings.warmup_s:
+            fn()
+            n += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        per_iter[name] = max((time.perf_counter() - start) / n, 1e-6)
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    for r in range(settings.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no variant always runs first
+        for name in order:
+            k = max(3, int(settings.round_s / per_iter[name]))
+            samples[name].extend(timer(runners[name]) for _ in range(k))
+    return {name: _quantiles(s) for name, s in samples.items()}
+
+
+def _prepare(model: nn.Module, device: torch.device, half: bool) -> nn.Module:
+    model = copy.deepcopy(model).to(device).eval()
+    model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
+    return model.half() if half else model.float()
+
+
+def peak_memory_mb(
+    model: nn.Module, unfused: nn.Module, device: torch.device, imgsz: int, batch: int, half: bool
+) -> tuple[float, float]:
+    """Peak CUDA memory (MiB) of one inference forward (fused model) and one training step (unfused model)."""
+    dtype = torch.float16 if half else torch.float32
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, imgsz, imgsz, device=device, dtype=dtype))
+    infer = torch.cuda.max_memory_allocated(device) / 2**20
+    trainable = copy.deepcopy(unfused).to(device).float().train()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.autocast("cuda", enabled=half):
+        out = trainable(torch.zeros(batch, 3, imgsz, imgsz, device=device))
+    # the sum of the raw head outputs stands in for the loss: same activations kept, same backward graph
+    loss = sum(t.float().mean() for t in (out.values() if isinstance(out, dict) else out) if torch.is_tensor(t))
+    loss.backward()
+    train = torch.cuda.max_memory_allocated(device) / 2**20
+    del trainable, out, loss
+    return infer, train
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name of the device."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the profile run
+
+
+def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list[dict[str, Any]]:
+    """Build and measure every variant; returns one flat record per variant.
+
+    Everything that can be rejected (device, image size, builds) is checked before any timing starts.
+
+    Raises:
+        YoloabError: a bad device, image size or variant.
+    """
+    device = resolve_device(settings.device)
+    if settings.batch < 1:
+        raise ProfileInputError(f"batch {settings.batch} must be at least 1")
+    if settings.half and device.type != "cuda":
+        raise ProfileInputError("--half needs a CUDA device; fp16 convolutions on CPU are not what papers report")
+    models = {v.name: build(v, nc=settings.nc) for v in variants}
+    for name, model in models.items():
+        check_imgsz(settings.imgsz, model_stride(model), name)
+
+    threads = settings.threads or os.cpu_count() or 1
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    else:
+        torch.backends.cudnn.benchmark = True
+    env = {
+        "device": str(device),
+        "device_name": device_name(device),
+        "dtype": "float16" if settings.half else "float32",
+        "threads": threads if device.type == "cpu" else None,
+        "torch": torch.__version__,
+        "ultralytics": ultralytics_version(),
+        "yoloab": __version__,
+    }
+    records = []
+    for v in variants:
+        model = models[v.name]
+        gflops_aten, _ = aten_flops(model, settings.imgsz)
+        record: dict[str, Any] = {
+            "variant": v.name,
+            "base": v.base,
+            "module": v.module,
+            "placement": v.placement,
+            "nc": model.yaml.get("nc"),
+            "imgsz": settings.imgsz,
+            "params": count_params(model),
+        }
+        try:
+            record["gflops"] = ultralytics_flops(model, settings.imgsz)
+            record["gflops_error"] = None
+        except Exception as err:  # stored, never printed as 0.0
+            record["gflops"], record["gflops_error"] = None, f"{type(err).__name__}: {err}"
+        record["gflops_aten"] = gflops_aten
+        gap = None if record["gflops"] is None else abs(record["gflops"] - gflops_aten) / max(gflops_aten, 1e-9)
+        record["flops_flag"] = bool(gap is not None and gap > FLOP_TOLERANCE)
+        record["flops_note"] = flop_disagreement(model) if record["flops_flag"] else None
+        fused = _prepare(model, torch.device("cpu"), False)
+        record["params_fused"] = count_params(fused)
+        records.append(record)
+
+    if settings.latency:
+        _measure_timing(models, records, device, settings)
+    for record in records:
+        record.update(env)
+        record["batch"] = settings.batch if settings.latency else None
+    return records
+
+
+def _measure_timing(
+    models: dict[str, nn.Module], records: list[dict[str, Any]], device: torch.device, settings: ProfileSettings
+) -> None:
+    dtype = torch.float16 if settings.half else torch.float32
+    prepared = {name: _prepare(m, device, settings.half) for name, m in models.items()}
+    one = torch.zeros(1, 3, settings.imgsz, settings.imgsz, device=device, dtype=dtype)
+    many = torch.zeros(settings.batch, 3, settings.imgsz, settings.imgsz, device=device, dtype=dtype)
+
+    def runner(model: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+        def run() -> Any:
+            with torch.inference_mode():
+                return model(x)
+
+        return run
+
+    latency = interleaved_latency({n: runner(m, one) for n, m in prepared.items()}, device, settings)
+    batched = interleaved_latency({n: runner(m, many) for n, m in prepared.items()}, device, settings)
+    for record in records:
+        name = record["variant"]
+        med, iqr = latency[name]
+        record["latency_ms"], record["latency_iqr_ms"] = med * 1e3, iqr * 1e3
+        record["throughput_ips"] = settings.batch / batched[name][0]
+        if device.type == "cuda":
+            record["mem_infer_mb"], record["mem_train_mb"] = peak_memory_mb(
+                prepared[name], models[name], device, settings.imgsz, settings.batch, settings.half
+            )
+        else:
+            record["mem_infer_mb"] = record["mem_train_mb"] = None
