@@ -45,7 +45,7 @@ def variants(
     else:
         models = model or ([] if yamls else ["yolov8n"])
         modules = module if module is not None else MODULES.names()
-        chosen_variants = [v for v in select(models, modules, placement, [str(y) for y in yamls or []])]
+        chosen_variants = select(models, modules, placement, [str(y) for y in yamls or []])
         chosen_variants = [v for v in chosen_variants if not v.is_baseline or not module]
     table = Table(title="Variants", title_justify="left")
     for col, justify in (("variant", "left"), ("rows changed", "left"), ("params", "right"), ("yaml", "left")):
