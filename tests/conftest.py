@@ -9,6 +9,8 @@ import tempfile
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yoloab-ultra-"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")
+# the built-in dataset is generated once per test session, outside the user's cache
+os.environ.setdefault("YOLOAB_CACHE_DIR", tempfile.mkdtemp(prefix="yoloab-cache-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import textwrap
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from yoloab.cli.app import app
 from yoloab.models import get_base_model
-from yoloab.profiling import ProfileSettings, aten_flops, profile_variants
-from yoloab.variants import baseline, build, from_yaml, make_variant
+from yoloab.profiling import (
+    ProfileSettings,
+    _MetaMemo,
+    aten_flops,
+    on_meta,
+    profile_variants,
+)
+from yoloab.registry import MODULES
+from yoloab.variants import baseline, build, count_params, from_yaml, make_variant
 
 runner = CliRunner()
 FAST = ProfileSettings(imgsz=64, latency=False)
@@ -110,3 +119,103 @@ def test_cpu_latency_fields_and_threads_recorded(tmp_path):
     assert record["threads"] == 1 and record["batch"] == 2 and record["device"] == "cpu"
     assert 0 < record["latency_ms"] < 5_000 and record["latency_iqr_ms"] >= 0 and record["throughput_ips"] > 0
     assert record["mem_infer_mb"] is None  # CUDA-only measurement, never a made-up number on CPU
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the shortcuts of the profile run measure exactly what the plain way measures
+
+
+def _catalog() -> list:
+    base = get_base_model("yolov8n")
+    return [baseline(base)] + [
+        make_variant(base, e.name, "article" if e.article else "backbone") for e in MODULES if e.builtin
+    ]
+
+
+@pytest.fixture(scope="module")
+def catalog_models():
+    """The yolov8n catalog plus bases with attention (yolo12n) and a v10 head (yolov10n), built once."""
+    variants = _catalog() + [baseline(get_base_model("yolo12n")), baseline(get_base_model("yolov10n"))]
+    return {v.name: build(v) for v in variants}
+
+
+def test_meta_memo_leaves_aten_counts_unchanged(catalog_models):
+    # every catalog module, attention (yolo12n) and v10Detect: totals and per-layer counts identical
+    _MetaMemo.clear()
+    for name, model in catalog_models.items():
+        plain = aten_flops(model, 64, memo=False)
+        assert aten_flops(model, 64) == plain, name  # the first call fills the cache
+        assert aten_flops(model, 64) == plain, name  # the second one is served from it
+    assert _MetaMemo._below and _MetaMemo._above  # the meta path ran (a model it cannot run falls back to real tensors)
+
+
+def test_on_meta_puts_the_model_back_as_it_was(catalog_models):
+    model = catalog_models["yolov8n"].eval()
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, 64, 64))  # Detect now caches anchors for 64 px
+    detect = model.model[-1]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    attrs = {m: dict(vars(m)) for m in model.modules()}
+    with on_meta(model) as meta:
+        assert all(p.device.type == "meta" for p in meta.parameters())
+        assert all(b.device.type == "meta" for b in meta.buffers())
+        assert detect.stride.device.type == "cpu" and detect.anchors.device.type == "meta"
+        meta(torch.zeros(1, 3, 64, 64, device="meta"))
+        assert detect.anchors.device.type == "meta"
+    after = model.state_dict()
+    assert list(after) == list(state)
+    assert all(after[k].device.type == "cpu" and torch.equal(after[k], v) for k, v in state.items())
+    assert all(dict(vars(m)) == a for m, a in attrs.items())  # the same objects in every attribute
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, 64, 64))
+
+
+def test_a_model_that_cannot_run_on_meta_is_counted_on_real_tensors_and_put_back(catalog_models, monkeypatch):
+    model = catalog_models["yolov8n"]
+    expected = aten_flops(model, 64)
+    conv = model.model[1]
+    real_forward = conv.forward
+
+    def no_meta(x):
+        if x.device.type == "meta":
+            raise NotImplementedError("no meta kernel")  # like an op without one
+        return real_forward(x)
+
+    monkeypatch.setattr(conv, "forward", no_meta)
+    assert aten_flops(model, 64) == expected
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert all(b.device.type == "cpu" for b in model.buffers())
+
+
+def test_params_fused_equal_ultralytics_fuse_of_a_copy(catalog_models):
+    # params_fused comes from an in-place fuse (no latency) or from the fused copies that latency times
+    variants = _catalog()
+    expected = {v.name: count_params(copy.deepcopy(catalog_models[v.name]).fuse(verbose=False)) for v in variants}
+    fast = profile_variants(variants, FAST)
+    assert {r["variant"]: r["params_fused"] for r in fast} == expected
+    assert all(r["params_fused"] < r["params"] for r in fast)
+    threads = torch.get_num_threads()
+    try:
+        settings = ProfileSettings(imgsz=64, batch=1, threads=1, warmup_s=0.0, rounds=1, round_s=0.0)
+        timed = profile_variants(variants[:2], settings)
+    finally:
+        torch.set_num_threads(threads)  # profile_variants sets the process-wide count; later tests keep theirs
+    assert {r["variant"]: r["params_fused"] for r in timed} == {v.name: expected[v.name] for v in variants[:2]}
+    measured = list(fast[0])[: list(fast[0]).index("params_fused") + 1]
+    assert list(timed[0])[: len(measured)] == measured  # the same record layout with or without latency
+    twice = profile_variants([variants[0], variants[0]], FAST)  # one model shared by both rows, fused after both
+    assert [(r["params"], r["params_fused"]) for r in twice] == [(3_157_200, expected["yolov8n"])] * 2
+
+
+def test_aten_flops_falls_back_to_the_plain_count_when_the_memo_breaks(monkeypatch):
+    # the memo uses private torch dispatch internals; a torch that changed them must still get an exact count
+    import yoloab.profiling as profiling
+
+    model = build(baseline(get_base_model("yolov8n")))
+    expected = aten_flops(model, 128, memo=False)
+
+    def broken(self, *args, **kwargs):
+        raise AttributeError("torch internals moved")
+
+    monkeypatch.setattr(profiling._MetaMemo, "__torch_dispatch__", broken)
+    assert aten_flops(model, 128) == expected

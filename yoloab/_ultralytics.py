@@ -20,8 +20,11 @@ from __future__ import annotations
 import ast
 import inspect
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from copy import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -281,3 +284,43 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
         head = message[:3].strip()
         tasks.LOGGER.info(lines.get(int(head), message) if head.isdigit() else message)
     return model, save
+
+
+def datasets_dir() -> Path:
+    """Ultralytics' global datasets folder, where it resolves relative dataset roots."""
+    from ultralytics.utils import DATASETS_DIR
+
+    return Path(DATASETS_DIR)
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """Every argument Ultralytics' trainer accepts, with its default (`ultralytics/cfg/default.yaml`)."""
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    return dict(DEFAULT_CFG_DICT)
+
+
+@contextmanager
+def quiet_logs(quiet: bool) -> Iterator[None]:
+    """Hide Ultralytics' own output (epoch lines and progress bars follow its logger's level) while active.
+
+    Its handlers write to the `sys.stdout` of import time; they are pointed at the current `sys.stdout` for the
+    duration, so that a Rich live display redirecting stdout can place the lines above its progress bar.
+    """
+    import sys
+
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    streams = [(h, h.stream) for h in LOGGER.handlers if isinstance(h, logging.StreamHandler)]
+    try:
+        if quiet:
+            LOGGER.setLevel(logging.WARNING)
+        for handler, stream in streams:
+            if stream in (sys.__stdout__, sys.__stderr__):
+                handler.setStream(sys.stdout if stream is sys.__stdout__ else sys.stderr)
+        yield
+    finally:
+        LOGGER.setLevel(level)
+        for handler, stream in streams:
+            handler.setStream(stream)

@@ -1,18 +1,36 @@
-"""A synthetic detection dataset generated deterministically on the machine (nothing is downloaded).
+"""Datasets of a sweep: the built-in synthetic one, generated on the machine, and users' Ultralytics data yaml files.
 
-Images hold three classes of filled shapes (square, disc, triangle) in random colours over a noisy, cluttered
-background, from a few pixels across to a large part of the image, so that small objects are present. Labels are
-in YOLO format; a data yaml points Ultralytics at the folders.
+The built-in dataset (`--dataset builtin`) is generated deterministically on first use into a cache folder
+(`$YOLOAB_CACHE_DIR`, else `~/.cache/yoloab`); nothing is downloaded, since many users' clusters are offline.
+Images hold three classes of filled shapes (square, disc, triangle) in random bright colours over a dark noisy
+background with clutter (thin lines that are not objects). Object sides are log-uniform from 4 px to half the image,
+so many objects are small: small-object detection is what most plug-in modules claim to improve. The classes differ
+only in shape, not colour, so a detector must learn shape at several scales. Labels are in YOLO format and a data
+yaml points Ultralytics at the folders.
+
+A user's data yaml is checked before anything trains: it must exist, parse, name its classes and point at `train`
+and `val` folders (or list files) that exist.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
+from .errors import DatasetError
 from .variants import write_atomic
+
+BUILTIN = "builtin"
+BUILTIN_VERSION = 1  # bump when the generator changes, so cached copies and run keys change with it
+IMAGE_SUFFIXES = {".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 
 CLASSES = ("square", "disc", "triangle")
 
@@ -61,19 +79,140 @@ def make_shapes_dataset(
     Returns:
         Path of the data yaml.
     """
-    root = Path(root)
+    root = Path(root).resolve()
     data_yaml = root / "data.yaml"
     if data_yaml.is_file():
         return data_yaml
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for k in range(n):
-            img, labels = _image(rng, imgsz, max_objects)
-            cv2.imwrite(str(root / "images" / split / f"{k:05d}.png"), img)
-            (root / "labels" / split / f"{k:05d}.txt").write_text("\n".join(labels) + "\n")
-    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
-    # written last and atomically: its presence marks a complete dataset
-    write_atomic(data_yaml, f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")
+    # Generated beside the target and renamed into place, so that two processes generating at once, or one killed
+    # half-way, never leave a partial dataset behind a data yaml.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        rng = np.random.default_rng(seed)
+        for split, n in (("train", n_train), ("val", n_val)):
+            (tmp / "images" / split).mkdir(parents=True)
+            (tmp / "labels" / split).mkdir(parents=True)
+            for k in range(n):
+                img, labels = _image(rng, imgsz, max_objects)
+                cv2.imwrite(str(tmp / "images" / split / f"{k:05d}.png"), img)
+                (tmp / "labels" / split / f"{k:05d}.txt").write_text("\n".join(labels) + "\n")
+        names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
+        write_atomic(tmp / "data.yaml", f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not data_yaml.is_file():  # not lost to a concurrent generator: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return data_yaml
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset a sweep trains on.
+
+    Attributes:
+        name: `builtin` or the data yaml's stem; tables are grouped by it.
+        yaml: absolute path of the Ultralytics data yaml.
+        identity: what run keys hash: generator version and size for the built-in one, else the data yaml's name
+            and a hash of its content and location.
+        names: class names.
+        n_train: number of training images (for images/s).
+    """
+
+    name: str
+    yaml: Path
+    identity: str
+    names: tuple[str, ...]
+    n_train: int
+
+
+def cache_dir() -> Path:
+    """Where generated data lives: `$YOLOAB_CACHE_DIR`, else `~/.cache/yoloab`."""
+    return Path(os.environ.get("YOLOAB_CACHE_DIR") or Path.home() / ".cache" / "yoloab")
+
+
+def builtin_dataset(n_train: int = 512, n_val: int = 128, imgsz: int = 160, seed: int = 0) -> Dataset:
+    """The built-in shapes dataset, generated into the cache on first use.
+
+    Args:
+        n_train: training images.
+        n_val: validation images.
+        imgsz: side of the generated images in pixels.
+        seed: generator seed.
+
+    Raises:
+        DatasetError: a size that cannot make a dataset.
+    """
+    if n_train < 1 or n_val < 1 or imgsz < 32:
+        raise DatasetError(
+            f"built-in dataset needs at least 1 training and 1 validation image of at least 32 px; "
+            f"got {n_train} / {n_val} images of {imgsz} px"
+        )
+    identity = f"{BUILTIN}-shapes-v{BUILTIN_VERSION}-{n_train}x{n_val}-{imgsz}px-seed{seed}"
+    path = make_shapes_dataset(cache_dir() / "datasets" / identity, n_train, n_val, imgsz, max_objects=6, seed=seed)
+    return Dataset(BUILTIN, path, identity, CLASSES, n_train)
+
+
+def _count_images(source: Path) -> int:
+    if source.is_dir():
+        return sum(1 for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sum(1 for line in source.read_text().splitlines() if line.strip())
+
+
+def _dataset_root(spec: dict, yaml_path: Path) -> Path:
+    from ._ultralytics import datasets_dir
+
+    root = Path(str(spec.get("path") or yaml_path.parent))
+    if root.is_absolute():
+        return root
+    # Ultralytics resolves a relative root against the working directory, then its datasets folder
+    for candidate in (Path.cwd() / root, yaml_path.parent / root, datasets_dir() / root):
+        if candidate.exists():
+            return candidate.resolve()
+    return (Path.cwd() / root).resolve()
+
+
+def load_dataset(spec: str, builtin_images: int = 512) -> Dataset:
+    """Resolve `--dataset`: `builtin`, or the path of an Ultralytics data yaml, checked before any training.
+
+    Args:
+        spec: `builtin` or a data yaml path.
+        builtin_images: training images of the built-in dataset (a quarter as many validation images).
+
+    Raises:
+        DatasetError: the file is missing or unreadable, has no `names`, or its `train`/`val` sources do not exist.
+    """
+    if spec == BUILTIN:
+        return builtin_dataset(builtin_images, max(builtin_images // 4, 1))
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        hint = "" if path.suffix in (".yaml", ".yml") else "; expected a data yaml (.yaml) or 'builtin'"
+        raise DatasetError(f"dataset '{spec}' not found{hint or '; expected an existing data yaml or builtin'}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        first = str(err).strip().splitlines()[0]
+        raise DatasetError(f"dataset '{spec}' is not valid yaml: {first}") from err
+    if not isinstance(data, dict):
+        raise DatasetError(f"dataset '{spec}' is not a data yaml (expected a mapping with train, val, names)")
+    names = data.get("names")
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names)]
+    if not names or not isinstance(names, list):
+        raise DatasetError(f"dataset '{spec}' has no 'names'; expected e.g. 'names: {{0: person, 1: car}}'")
+    root = _dataset_root(data, path.resolve())
+    n_train = 0
+    for split in ("train", "val"):
+        if not data.get(split):
+            raise DatasetError(f"dataset '{spec}' has no '{split}' entry; expected a folder or list file under {root}")
+        for item in data[split] if isinstance(data[split], list) else [data[split]]:
+            source = Path(str(item)) if Path(str(item)).is_absolute() else root / str(item)
+            if not source.exists():
+                raise DatasetError(f"dataset '{spec}': {split} source '{source}' does not exist")
+            if split == "train":
+                n_train += _count_images(source)
+    digest = hashlib.sha256((text + "\0" + str(root)).encode()).hexdigest()[:12]
+    return Dataset(path.stem, path.resolve(), f"{path.stem}-{digest}", tuple(map(str, names)), n_train)

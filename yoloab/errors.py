@@ -55,3 +55,15 @@ class PluginError(YoloabError):
 
 class UltralyticsCompatError(YoloabError):
     """The installed Ultralytics lacks an internal that yoloab relies on."""
+
+
+class DatasetError(YoloabError):
+    """A dataset that is missing or whose data yaml cannot be used for training."""
+
+
+class SweepInputError(YoloabError):
+    """A sweep setting that cannot be trained (bad `--train` key or value, seed, device or executor)."""
+
+
+class ResultsError(YoloabError):
+    """A results directory that is missing, empty or holds nothing matching the request."""

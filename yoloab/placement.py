@@ -1,8 +1,9 @@
 """Placements: which rows of a model yaml a swap replaces.
 
-A row is a candidate when it is a top-level `Conv` row with stride 2 (a "downsampling conv"); the stem (row 0) is
-never one. Placements select candidates by section (`backbone`, `head`, `all`), by explicit row indices (`1,3,16`),
-or as the module's source article did (`article`, data on the registry entry).
+A row is a candidate when it is a top-level `Conv` row with stride 2 (a "downsampling conv"); the stem (row 0, and
+any other stride-2 Conv that reads the input image, as in yolov9e's second branch) is never one. Placements select
+candidates by section (`backbone`, `head`, `all`), by explicit row indices (`1,3,16`), or as the module's source
+article did (`article`, data on the registry entry).
 """
 
 from __future__ import annotations
@@ -69,12 +70,17 @@ def row_strides(d: dict) -> list[int]:
 
 
 def candidates(d: dict) -> list[Candidate]:
-    """Downsampling Conv rows of a model dict, stem excluded, in row order."""
+    """Downsampling Conv rows of a model dict, stems excluded, in row order.
+
+    A stem is a stride-2 Conv that reads the input image (output stride 2): row 0 in most families, but yolov9e starts
+    with an `nn.Identity` row and has two stems (rows 1 and 15, one per branch). Swapping a stem would hand a 3-channel
+    image to a module built for feature maps (ADown splits its input channels in halves).
+    """
     nb = len(d["backbone"])
     strides = row_strides(d)
     found = []
     for i, (_, _, module, args) in enumerate(d["backbone"] + d["head"]):
-        if i == 0 or module != "Conv" or len(args) < 3 or args[2] != 2:
+        if i == 0 or module != "Conv" or len(args) < 3 or args[2] != 2 or strides[i] <= 2:
             continue
         found.append(Candidate(i, "backbone" if i < nb else "head", strides[i]))
     return found

@@ -3,8 +3,9 @@
 - `gflops`: Ultralytics' own number (thop through `get_flops`), the figure papers quote.
 - `gflops_aten`: `torch.utils.flop_counter.FlopCounterMode` at the real input size (2 FLOPs per multiply-add),
   which also sees functional convolutions (timm's CondConv2d calls `F.conv2d`, invisible to thop) and attention
-  matmuls. It runs on a meta-device copy of the model, so it costs no arithmetic; where a model cannot run on meta it
-  falls back to a real forward pass.
+  matmuls. The model runs on the meta device (its tensors swapped for storage-less ones for the count, then put back),
+  so it costs no arithmetic, and repeated ops are served from a cache of their output shapes; where a model cannot run
+  on meta it falls back to a real forward pass.
 - Where the two differ by more than `FLOP_TOLERANCE`, the row is flagged and the layers responsible are named.
 - Latency: eval mode, fused, inference mode, fixed input, warm-up by time, median and IQR over interleaved rounds
   (CUDA events and `cudnn.benchmark` on GPU); throughput at batch N; peak CUDA memory for inference and one
@@ -18,12 +19,14 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import __version__
@@ -109,31 +112,171 @@ def model_stride(model: nn.Module) -> int:
 # FLOPs
 
 
-def _meta_copy(model: nn.Module) -> nn.Module:
-    meta = copy.deepcopy(model).to("meta")
-    # Detect heads keep their strides on the host: anchors are built from Python scalars of them.
-    for src, dst in zip(model.modules(), meta.modules(), strict=True):
-        if isinstance(getattr(src, "stride", None), torch.Tensor) and not isinstance(src, nn.Conv2d):
-            dst.stride = src.stride.clone()
-    return meta
+@contextmanager
+def on_meta(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a model on the meta device for a while: same structure and shapes, no storage, no arithmetic.
+
+    Every parameter, buffer and tensor attribute is swapped for an empty meta tensor of the same shape, in place, and
+    everything is put back on exit, including module attributes that a forward pass sets (Detect caches its anchors):
+    no copy of the model is made (a deepcopy of RevCol-tiny alone takes ~70 ms). Tensor attributes named `stride`
+    stay on the host, as in a meta copy by `model.to("meta")`: Detect builds its anchors from Python scalars of them.
+
+    Yields:
+        The model itself, on meta until the block ends.
+    """
+    saved = []
+    try:
+        for m in model.modules():
+            saved.append((m, dict(m.__dict__), dict(m._parameters), dict(m._buffers)))
+            for k, p in m._parameters.items():
+                if p is not None:
+                    m._parameters[k] = nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
+            for k, b in m._buffers.items():
+                if b is not None:
+                    m._buffers[k] = torch.empty_like(b, device="meta")
+            for k, v in m.__dict__.items():
+                if isinstance(v, torch.Tensor) and k != "stride":
+                    m.__dict__[k] = torch.empty_like(v, device="meta")
+        yield model
+    finally:
+        for m, attrs, params, buffers in reversed(saved):
+            m._parameters.clear()
+            m._parameters.update(params)
+            m._buffers.clear()
+            m._buffers.update(buffers)
+            m.__dict__.clear()
+            m.__dict__.update(attrs)
 
 
-def aten_flops(model: nn.Module, imgsz: int) -> tuple[float, dict[int, float]]:
+_MetaOutputs = tuple[tuple[tuple[int, ...], tuple[int, ...], torch.dtype], ...]
+
+
+def _meta_key(value: Any) -> Any:
+    """A hashable stand-in for an op argument: tensors by their metadata, sequences element-wise."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.device.type)
+    if isinstance(value, (list, tuple)):
+        return tuple(_meta_key(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _meta_key(v)) for k, v in sorted(value.items()))
+    return value
+
+
+class _MetaMemo(TorchDispatchMode):
+    """Serve repeated ops on meta tensors from a cache of their outputs' metadata.
+
+    A meta forward computes nothing, yet many meta kernels are Python (decompositions of batch/layer norm, addmm,
+    GELU, upsampling, elementwise refs) and, with FlopCounterMode's own per-op work, they are the whole time of a
+    counted forward. The output metadata of a functional op (not mutating, returning fresh tensors, not views) whose
+    tensor inputs are all on meta is a pure function of those inputs' metadata and the other arguments, so a later call
+    with the same key gets fresh empty meta tensors with the recorded shapes, strides and dtypes instead of running the
+    op again. Values never enter: meta tensors have none, and calls with any non-meta tensor input are passed through.
+
+    Two places, two caches:
+    - below FlopCounterMode (entered before it, `counter=None`) it serves ops the counter has already seen and counted
+      from their shapes, so the counts cannot change;
+    - above it (`counter` given) it serves only keys whose first call, watched through the counter, added no FLOPs
+      and is not an op the counter has a formula for (norms, activations, concatenations): later calls with the same
+      key would run the same ops and add nothing either, so they skip the counter.
+    A test checks that the counts are identical with and without the memo.
+
+    Args:
+        counter: the FlopCounterMode this instance sits above, if any.
+    """
+
+    _below: dict[Any, _MetaOutputs] = {}  # shared by every use: variants of one base model repeat most keys
+    _above: dict[Any, _MetaOutputs] = {}
+    _functional: dict[Any, bool] = {}
+
+    def __init__(self, counter: FlopCounterMode | None = None) -> None:
+        super().__init__()
+        self.counter = counter
+        self.cache = self._below if counter is None else self._above
+
+    @classmethod
+    def clear(cls) -> None:
+        """Forget every cached op (tests)."""
+        cls._below.clear()
+        cls._above.clear()
+
+    @classmethod
+    def _is_functional(cls, func: Any) -> bool:
+        known = cls._functional.get(func)
+        if known is None:
+            schema = func._schema
+            known = not schema.is_mutable and all(
+                r.alias_info is None and isinstance(r.type, torch.TensorType) for r in schema.returns
+            )
+            cls._functional[func] = known
+        return known
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if not self._is_functional(func):
+            return func(*args, **kwargs)
+        flat = [a for a in (*args, *kwargs.values()) for a in (a if isinstance(a, (list, tuple)) else (a,))]
+        tensors = [a for a in flat if isinstance(a, torch.Tensor)]
+        if not tensors or any(t.device.type != "meta" for t in tensors):
+            return func(*args, **kwargs)
+        key = (func, _meta_key(args), _meta_key(kwargs))
+        try:
+            hit = self.cache.get(key)
+        except TypeError:  # an unhashable argument: not worth a cache entry
+            return func(*args, **kwargs)
+        if hit is not None:
+            # made with Python dispatch off: through the modes below (the counter) an empty tensor costs ~100x more
+            with torch._C._DisableTorchDispatch():
+                outs = tuple(torch.empty_strided(size, stride, dtype=dt, device="meta") for size, stride, dt in hit)
+            return outs if len(func._schema.returns) != 1 else outs[0]
+        counted = self.counter.get_total_flops() if self.counter is not None else 0
+        out = func(*args, **kwargs)
+        outs = out if isinstance(out, tuple) else (out,)
+        if self.counter is not None and (
+            func._overloadpacket in self.counter.flop_registry or self.counter.get_total_flops() != counted
+        ):
+            return out  # counted: every call must reach the counter
+        if all(isinstance(o, torch.Tensor) and o.device.type == "meta" and o.storage_offset() == 0 for o in outs):
+            if len(self.cache) > 65536:  # bounded: a long session profiling many sizes must not grow without end
+                self.cache.clear()
+            self.cache[key] = tuple((tuple(o.shape), o.stride(), o.dtype) for o in outs)
+        return out
+
+
+def _count_on_meta(model: nn.Module, imgsz: int, memo: bool) -> FlopCounterMode:
+    x = torch.zeros(1, 3, imgsz, imgsz, device="meta")
+    counter = FlopCounterMode(display=False)
+    below, above = (_MetaMemo(), _MetaMemo(counter)) if memo else (nullcontext(), nullcontext())
+    with on_meta(model) as target, torch.no_grad(), below, counter, above:
+        target(x)
+    return counter
+
+
+def aten_flops(model: nn.Module, imgsz: int, memo: bool = True) -> tuple[float, dict[int, float]]:
     """Count FLOPs with FlopCounterMode at the real input size, in eval mode.
+
+    Args:
+        model: the model (put in eval mode).
+        imgsz: square input size.
+        memo: serve repeated meta ops from `_MetaMemo` (same counts, less time; off only to test exactly that).
 
     Returns:
         Total GFLOPs and GFLOPs per top-level layer index.
     """
     model = model.eval()
-    try:
-        target, x = _meta_copy(model), torch.zeros(1, 3, imgsz, imgsz, device="meta")
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            target(x)
-    except (RuntimeError, NotImplementedError):  # an op without a meta kernel: count on real tensors
-        p = next(model.parameters())
-        target, x = model, torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            target(x)
+    counter = None
+    if memo:
+        try:
+            counter = _count_on_meta(model, imgsz, memo=True)
+        except Exception:  # the memo leans on torch internals: a torch that changed them still gets the plain count
+            counter = None
+    if counter is None:
+        try:
+            counter = _count_on_meta(model, imgsz, memo=False)
+        except (RuntimeError, NotImplementedError):  # an op without a meta kernel: count on real tensors
+            p = next(model.parameters())
+            x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
+            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                model(x)
     prefix = f"{type(model).__name__}.model."
     per_layer = {}
     for key, counts in counter.get_flop_counts().items():
@@ -166,7 +309,9 @@ def thop_per_layer(model: nn.Module, imgsz: int) -> dict[int, float]:
 
     p = next(model.parameters())
     x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
-    _, _, info = thop.profile(copy.deepcopy(model).eval(), inputs=[x], verbose=False, ret_layer_info=True)
+    # no copy: thop removes its hooks and counters and restores every module's mode (Ultralytics' get_flops relies on
+    # that too), and at the probe size a real pass costs less than a meta one
+    _, _, info = thop.profile(model, inputs=[x], verbose=False, ret_layer_info=True)
     layers = info.get("model", (0, 0, {}))[2]
     return {int(k): 2 * v[0] / 1e9 for k, v in layers.items() if str(k).isdigit()}
 
@@ -174,7 +319,9 @@ def thop_per_layer(model: nn.Module, imgsz: int) -> dict[int, float]:
 def flop_disagreement(model: nn.Module) -> str:
     """Name the layers where thop and FlopCounterMode disagree, with thop's share of aten's count there.
 
-    Both are counted at a small stride-aligned probe size: the shares, not the totals, say what thop misses.
+    Both are counted at a small stride-aligned probe size, like the proxies that Ultralytics' stride-aware `get_flops`
+    extrapolates from: the shares, not the totals, say what thop misses (a direct thop run at full size also misses
+    attention products that the extrapolation recovers).
     """
     probe = 2 * model_stride(model)
     thop_layers = thop_per_layer(model, probe)
@@ -301,6 +448,25 @@ def device_name(device: torch.device) -> str:
 # the profile run
 
 
+def flop_counts(model: nn.Module, imgsz: int) -> dict[str, Any]:
+    """Both GFLOPs counts of a model and their agreement, as record fields.
+
+    Returns:
+        `gflops` (Ultralytics; None with `gflops_error` when it fails, never 0.0), `gflops_aten`, `flops_flag` (they
+        differ by more than `FLOP_TOLERANCE`) and `flops_note` (the rows responsible, when flagged).
+    """
+    out: dict[str, Any] = {}
+    try:
+        out["gflops"], out["gflops_error"] = ultralytics_flops(model, imgsz), None
+    except Exception as err:  # stored, never printed as 0.0
+        out["gflops"], out["gflops_error"] = None, f"{type(err).__name__}: {err}"
+    out["gflops_aten"], _ = aten_flops(model, imgsz)
+    gap = None if out["gflops"] is None else abs(out["gflops"] - out["gflops_aten"]) / max(out["gflops_aten"], 1e-9)
+    out["flops_flag"] = bool(gap is not None and gap > FLOP_TOLERANCE)
+    out["flops_note"] = flop_disagreement(model) if out["flops_flag"] else None
+    return out
+
+
 def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list[dict[str, Any]]:
     """Build and measure every variant; returns one flat record per variant.
 
@@ -335,7 +501,6 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
     records = []
     for v in variants:
         model = models[v.name]
-        gflops_aten, _ = aten_flops(model, settings.imgsz)
         record: dict[str, Any] = {
             "variant": v.name,
             "base": v.base,
@@ -344,22 +509,19 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
             "nc": model.yaml.get("nc"),
             "imgsz": settings.imgsz,
             "params": count_params(model),
+            **flop_counts(model, settings.imgsz),
         }
-        try:
-            record["gflops"] = ultralytics_flops(model, settings.imgsz)
-            record["gflops_error"] = None
-        except Exception as err:  # stored, never printed as 0.0
-            record["gflops"], record["gflops_error"] = None, f"{type(err).__name__}: {err}"
-        record["gflops_aten"] = gflops_aten
-        gap = None if record["gflops"] is None else abs(record["gflops"] - gflops_aten) / max(gflops_aten, 1e-9)
-        record["flops_flag"] = bool(gap is not None and gap > FLOP_TOLERANCE)
-        record["flops_note"] = flop_disagreement(model) if record["flops_flag"] else None
-        fused = _prepare(model, torch.device("cpu"), False)
-        record["params_fused"] = count_params(fused)
+        record["params_fused"] = None  # counted below, once nothing needs the unfused model; keeps its place here
         records.append(record)
 
     if settings.latency:
-        _measure_timing(models, records, device, settings)
+        _measure_timing(models, records, device, settings)  # counts params_fused on the fused copies it times
+    else:
+        # nothing needs the unfused models any more: fuse them in place rather than copies (same count, no deepcopy);
+        # after the loop, since a variant listed twice shares one model, and fuse() skips a model already fused
+        for record in records:
+            model = models[record["variant"]]
+            record["params_fused"] = count_params(model.fuse(verbose=False) if hasattr(model, "fuse") else model)
     for record in records:
         record.update(env)
         record["batch"] = settings.batch if settings.latency else None
@@ -371,6 +533,8 @@ def _measure_timing(
 ) -> None:
     dtype = torch.float16 if settings.half else torch.float32
     prepared = {name: _prepare(m, device, settings.half) for name, m in models.items()}
+    for record in records:
+        record["params_fused"] = count_params(prepared[record["variant"]])
     one = torch.zeros(1, 3, settings.imgsz, settings.imgsz, device=device, dtype=dtype)
     many = torch.zeros(settings.batch, 3, settings.imgsz, settings.imgsz, device=device, dtype=dtype)
 

@@ -14,10 +14,13 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from ..errors import (
+    DatasetError,
     DuplicateModuleError,
     ModelConfigError,
     PlacementError,
     PluginError,
+    ResultsError,
+    SweepInputError,
     UltralyticsCompatError,
     UnknownModelError,
     UnknownModuleError,
@@ -30,6 +33,9 @@ EXIT_CODES: dict[type[YoloabError], int] = {
     UnknownModuleError: 2,
     UnknownModelError: 2,
     PlacementError: 2,
+    DatasetError: 2,
+    SweepInputError: 2,
+    ResultsError: 2,
     ModelConfigError: 3,
     PluginError: 4,
     DuplicateModuleError: 4,
@@ -67,11 +73,13 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from . import catalog, profile, variants
+    from . import catalog, profile, report, sweep, variants
 
     catalog.register(app)
     variants.register(app)
     profile.register(app)
+    sweep.register(app)
+    report.register(app)
 
 
 _register_commands()

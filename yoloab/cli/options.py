@@ -26,6 +26,7 @@ PlacementOpt = Annotated[
 ]
 Yamls = Annotated[list[Path] | None, typer.Argument(help="Model yaml files, used as given.", show_default=False)]
 Nc = Annotated[int | None, typer.Option("--nc", help="Number of classes (default: the yaml's nc).")]
+Results = Annotated[Path, typer.Option("--results", help="Results directory (records for `report`).")]
 
 
 def load_plugins(plugins: list[Path] | None) -> None:

@@ -1,0 +1,71 @@
+"""`yoloab report`: article-style comparison tables (Markdown, CSV, LaTeX, HTML) and plots from the results store."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..reporting import FORMATS, load_report, render_report, rich_report, write_report
+
+
+class Format(str, Enum):
+    """Output formats of report."""
+
+    md = "md"
+    csv = "csv"
+    latex = "latex"
+    html = "html"
+
+
+def report(
+    results: Annotated[Path, typer.Option("--results", help="Results directory of sweep and profile.")] = Path(
+        "results"
+    ),
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Only this dataset's table (default: every dataset + profile).")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Variant to compare against (default: each base model's baseline)."),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Table format.")] = Format.md,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write report.<ext> and the PNG plots into this folder instead of printing."),
+    ] = None,
+) -> None:
+    """Comparison tables per dataset (and of profile-only records) with deltas, mean ± std over seeds, best marks.
+
+    Without --out the table is printed (md: a Rich table on a terminal, Markdown otherwise; html embeds the plots);
+    with --out, report.md/.csv/.tex/.html and the PNG plots are written there.
+    """
+    rep = load_report(results, dataset=dataset, baseline=baseline)
+    plots = []
+    if out is not None or fmt is Format.html:
+        from ..plots import report_plots  # matplotlib only when a plot is wanted
+
+        plots = report_plots(rep)
+    text = render_report(rep, fmt.value, plots)
+    if out is None:
+        console = Console()
+        if fmt is Format.md and console.is_terminal:
+            for table in rich_report(rep):
+                console.print(table)
+        else:
+            sys.stdout.write(text)
+        return
+    files: dict[str, str | bytes] = {f"report.{FORMATS[fmt.value]}": text, **{p.filename: p.data for p in plots}}
+    paths = write_report(out, files)
+    Console(soft_wrap=True).print(
+        f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}", highlight=False
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the command to the app."""
+    app.command("report")(report)

@@ -1,0 +1,220 @@
+"""Executors that train a sweep's runs in parallel: one subprocess per local device, or Ray tasks on a cluster.
+
+Both only train and hand records back; the driver (`yoloab.sweep.run_sweep`) alone skips, locks and stores, so
+resuming, skipping and failure records behave exactly as with the in-process executor.
+
+Device pinning: each run sees only its device (`CUDA_VISIBLE_DEVICES` set by yoloab for a subprocess, by Ray for a
+task) and is given Ultralytics device `0`. Ultralytics 8.4's `select_device` reads CUDA indices relative to the
+visible devices and leaves `CUDA_VISIBLE_DEVICES` alone, so the pinned run cannot drift to another GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import SweepInputError
+from .training import RunSpec, base_record, now
+
+POLL_S = 0.5
+
+
+def parse_devices(text: str) -> list[str]:
+    """`--devices 0,1` or `cpu,cpu`: one slot per entry, each a CUDA index or `cpu`.
+
+    Raises:
+        SweepInputError: malformed entry or a CUDA device this machine does not have.
+    """
+    import torch
+
+    slots = [d.strip().removeprefix("cuda:") for d in text.split(",") if d.strip()]
+    if not slots:
+        raise SweepInputError("--devices is empty; expected CUDA indices such as 0,1 (or cpu,cpu)")
+    n = torch.cuda.device_count()
+    for d in slots:
+        if d != "cpu" and not d.isdigit():
+            raise SweepInputError(f"--devices entry '{d}' is not a CUDA index or 'cpu'; expected e.g. 0,1")
+        if d.isdigit() and int(d) >= n:
+            raise SweepInputError(f"--devices: CUDA device {d} is not available; this machine has {n} CUDA device(s)")
+    return slots
+
+
+def failed_record(spec: RunSpec, error: str) -> dict[str, Any]:
+    """The record of a run whose worker died before it could report."""
+    record = base_record(spec)
+    record.update(status="failed", error=error, started=None, finished=now(), resumed=0)
+    return record
+
+
+def pinned(spec: RunSpec, device: str) -> RunSpec:
+    """The spec as a worker pinned to `device` runs it: CUDA index 0 of its visible devices, or the CPU."""
+    settings = dataclasses.replace(spec.settings, device="cpu" if device == "cpu" else "0")
+    return dataclasses.replace(spec, settings=settings)
+
+
+class DevicesExecutor:
+    """One subprocess per listed device, each taking the next run when it is free."""
+
+    def __init__(self, devices: list[str]) -> None:
+        self.devices = devices
+
+    def run(self, specs: list[RunSpec], events: Any, stop: Callable[[], bool]) -> Iterator[tuple[RunSpec, dict]]:
+        """Train the runs over the device slots, yielding records as runs finish."""
+        queue = list(specs)
+        busy: dict[str, tuple[RunSpec, subprocess.Popen, Path, int]] = {}
+        with tempfile.TemporaryDirectory(prefix="yoloab-workers-") as tmp:
+            while queue or busy:
+                for device in self.devices:
+                    if device not in busy and queue and not stop():
+                        spec = queue.pop(0)
+                        events.started(spec)
+                        busy[device] = (spec, *self._start(spec, device, Path(tmp)), 0)
+                for device, (spec, proc, folder, seen) in list(busy.items()):
+                    epoch = _read_progress(folder / "progress.json")
+                    if epoch and epoch[0] != seen:
+                        events.epoch(spec, *epoch)
+                        busy[device] = (spec, proc, folder, epoch[0])
+                    if proc.poll() is None:
+                        continue
+                    del busy[device]
+                    if proc.returncode == 130:  # stopped after saving: no record, resumes next time
+                        continue
+                    out = folder / "record.json"
+                    if out.is_file():
+                        yield spec, json.loads(out.read_text())
+                    else:
+                        log = spec.results_dir / "train" / f"{spec.run_name}.log"
+                        yield spec, failed_record(spec, f"worker exited with code {proc.returncode} (log: {log})")
+                if not busy and (stop() or not queue):
+                    break
+                time.sleep(POLL_S)
+
+    @staticmethod
+    def _start(spec: RunSpec, device: str, tmp: Path) -> tuple[subprocess.Popen, Path]:
+        folder = Path(tempfile.mkdtemp(prefix=f"{spec.key[:8]}-", dir=tmp))
+        (folder / "spec.pkl").write_bytes(pickle.dumps(pinned(spec, device)))
+        env = dict(os.environ)
+        env["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else device
+        log = spec.results_dir / "train" / f"{spec.run_name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "yoloab.worker", str(folder / "spec.pkl"), str(folder / "record.json")]
+                + [str(folder / "progress.json")],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        return proc, folder
+
+
+def _read_progress(path: Path) -> tuple[int, int] | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return int(d["epoch"]), int(d["epochs"])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Ray
+
+
+def _ray_train(spec: RunSpec) -> dict[str, Any]:
+    from yoloab.worker import run_in_worker
+
+    return run_in_worker(spec)
+
+
+class RayExecutor:
+    """One Ray task per run; a task whose worker dies is retried `max_retries` times, then recorded failed.
+
+    Workers import yoloab (it must be installed on every node) and load the sweep's plugin files by path; the
+    results directory, where Ultralytics writes run directories and checkpoints, must be on storage every node sees.
+    """
+
+    def __init__(self, address: str | None = None, gpus_per_run: float | None = None, max_retries: int = 1) -> None:
+        try:
+            import ray
+        except ImportError as err:
+            raise SweepInputError(
+                "--executor ray needs Ray: pip install 'yoloab[ray]' (or pip install 'ray[default]')"
+            ) from err
+        if max_retries < 0:
+            raise SweepInputError(f"--max-retries {max_retries} must be at least 0")
+        self.ray = ray
+        self.address = address
+        self.gpus_per_run = gpus_per_run
+        self.max_retries = max_retries
+
+    def _connect(self) -> float:
+        ray = self.ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
+            except ConnectionError as err:
+                raise SweepInputError(f"cannot reach the Ray cluster at '{self.address}': {err}") from err
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if self.gpus_per_run is None:
+            return 1.0 if gpus else 0.0
+        if self.gpus_per_run > gpus:
+            raise SweepInputError(f"--gpus-per-run {self.gpus_per_run} but the Ray cluster has {gpus:g} GPU(s)")
+        return self.gpus_per_run
+
+    def run(self, specs: list[RunSpec], events: Any, stop: Callable[[], bool]) -> Iterator[tuple[RunSpec, dict]]:
+        """Submit every run, yielding records as tasks finish."""
+        ray = self.ray
+        gpus = self._connect()
+        task = ray.remote(num_gpus=gpus, max_retries=self.max_retries, retry_exceptions=False)(_ray_train)
+        device = "0" if gpus else "cpu"
+        pending = {}
+        for spec in specs:
+            events.started(spec)
+            pending[task.remote(pinned(spec, device))] = spec
+        while pending:
+            if stop():
+                for ref in pending:
+                    ray.cancel(ref)  # a run in flight resumes from its last saved epoch next time
+                return
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            for ref in done:
+                spec = pending.pop(ref)
+                try:
+                    record = ray.get(ref)
+                except ray.exceptions.RayError as err:
+                    retries = f"{self.max_retries} retr{'y' if self.max_retries == 1 else 'ies'}"
+                    record = failed_record(spec, f"Ray worker failed ({type(err).__name__}) after {retries}")
+                yield spec, record
+
+
+def make_executor(
+    kind: str, devices: str | None, address: str | None, gpus_per_run: float | None, max_retries: int, device: str
+) -> Any:
+    """The executor `--executor`/`--devices` ask for (None: this process), rejecting options that do not go together.
+
+    Raises:
+        SweepInputError: an option of the other executor, or a device conflict.
+    """
+    if kind == "ray":
+        if devices is not None:
+            raise SweepInputError("--devices is for the local executor; Ray places runs on the cluster's GPUs itself")
+        if device != "auto":
+            raise SweepInputError("--device is for the local executor; with Ray use --gpus-per-run")
+        return RayExecutor(address, gpus_per_run, max_retries)
+    for flag, value in (("--address", address), ("--gpus-per-run", gpus_per_run)):
+        if value is not None:
+            raise SweepInputError(f"{flag} needs --executor ray")
+    if devices is None:
+        return None
+    if device != "auto":
+        raise SweepInputError("give either --device (one run at a time) or --devices (one run per device), not both")
+    return DevicesExecutor(parse_devices(devices))

@@ -1,0 +1,319 @@
+"""PNG plots of a report: mAP against cost with the Pareto front, and training curves of every variant overlaid.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, so no global backend switch and no window), with
+the DejaVu Sans font that ships with matplotlib (nothing is downloaded), at a fixed size and dpi so that every PNG of
+a kind has the same pixel size: `SCATTER_SIZE` x `DPI` and `CURVES_SIZE` x `DPI`.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .reporting import Plot, Report, ReportTable, Row, pareto_front, slug
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DPI = 100
+SCATTER_SIZE = (8.0, 6.0)  # inches: 800 x 600 px
+CURVES_SIZE = (10.0, 7.5)  # inches: 1000 x 750 px
+MAP_COLUMN = "metrics/mAP50-95(B)"
+_RC = {"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11}
+
+
+def pixel_size(figsize: tuple[float, float]) -> tuple[int, int]:
+    """Width and height in pixels of a figure of this size saved at `DPI`."""
+    return round(figsize[0] * DPI), round(figsize[1] * DPI)
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    # no bbox_inches='tight': it would change the pixel size from figure to figure
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _colors(table: ReportTable) -> dict[str, Any]:
+    """One colour per row label, the same in every plot of the table."""
+    from matplotlib import colormaps
+
+    labels = [row.label for row in table.shown]
+    cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+
+
+def _darker(color: Any) -> tuple[float, float, float]:
+    """The colour at 75% brightness: light palette entries (olive, cyan) stay readable as text."""
+    from matplotlib.colors import to_rgb
+
+    return tuple(0.75 * c for c in to_rgb(color))  # type: ignore[return-value]
+
+
+# ---- mAP against cost -------------------------------------------------------------------------------------------
+
+
+def _boxes_overlap(a: Any, b: Any) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _place_labels(
+    ax: Axes,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    errs: Sequence[float],
+    texts: Sequence[str],
+    colors: Sequence[Any],
+    front: Sequence[int] = (),
+) -> None:
+    """Label every point where the label overlaps no other label, point, error bar or the Pareto line.
+
+    Tries positions around each point, greedily in the order given; a label that fits nowhere takes the position with
+    the least overlap and a leader line. `front` are the indices the Pareto line joins. Needs the axes position and
+    limits to be final.
+    """
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    points = ax.transData.transform(list(zip(xs, ys, strict=True)))
+    point_boxes = [Bbox.from_bounds(px - 5, py - 5, 10, 10) for px, py in points]
+    for x, y, e in zip(xs, ys, errs, strict=True):
+        if e:
+            (x0, y0), (x1, y1) = ax.transData.transform([(x, y - e), (x, y + e)])
+            point_boxes.append(Bbox.from_extents(x0 - 4, y0, x1 + 4, y1))
+    line = [points[i] for i in front]
+    for (x0, y0), (x1, y1) in itertools.pairwise(line):  # the front's segments, as a chain of small boxes
+        steps = max(1, int(math.hypot(x1 - x0, y1 - y0) / 6))
+        point_boxes += [
+            Bbox.from_bounds(x0 + (x1 - x0) * t / steps - 2, y0 + (y1 - y0) * t / steps - 2, 4, 4)
+            for t in range(steps + 1)
+        ]
+    ring = [(6, 6), (6, -6), (-6, 6), (-6, -6), (0, 10), (0, -10), (10, 0), (-10, 0)]
+    candidates = [(dx * k, dy * k) for k in (1, 2.2, 3.5) for dx, dy in ring]
+    placed: list[Any] = []
+    for i, (x, y, text, color) in enumerate(zip(xs, ys, texts, colors, strict=True)):
+        best = None
+        for j, (dx, dy) in enumerate(candidates):
+            ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+            va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+            leader = {"arrowstyle": "-", "color": "0.5", "lw": 0.6} if j >= len(ring) else None
+            ann = ax.annotate(
+                text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=7,
+                color=color, arrowprops=leader,
+            )  # fmt: skip
+            box = ann.get_window_extent(renderer)
+            overlap = sum(_boxes_overlap(box, b) for b in placed)
+            overlap += sum(_boxes_overlap(box, b) for k, b in enumerate(point_boxes) if k != i)
+            outside = box.width * box.height - _boxes_overlap(box, inside)
+            cost = overlap + 2 * outside
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, box)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        assert best is not None
+        placed.append(best[2])
+
+
+def _limits(values: Sequence[float], pad: float, log: bool = False) -> tuple[float, float]:
+    """Data range plus `pad` of its span on each side (in log space on a log axis): room for the labels."""
+    if log:
+        lo, hi = _limits([math.log10(v) for v in values], pad)
+        return 10**lo, 10**hi
+    lo, hi = min(values), max(values)
+    span = hi - lo or abs(hi) * 0.2 or 1.0
+    return lo - pad * span, hi + pad * span
+
+
+def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
+    """mAP50-95 against a cost (`gflops_aten` or `latency_ms`), Pareto front marked, every point labelled.
+
+    Args:
+        table: A dataset table.
+        cost: Metric key on the x axis; lower is better.
+
+    Returns:
+        PNG bytes, or None when no row has both values.
+    """
+    from matplotlib import rc_context
+    from matplotlib.ticker import ScalarFormatter
+
+    rows = [r for r in table.shown if r.values[cost].mean is not None and r.values["map50_95"].mean is not None]
+    if not rows:
+        return None
+    xs = [r.values[cost].mean for r in rows]
+    ys = [r.values["map50_95"].mean for r in rows]
+    errs = [r.values["map50_95"].std or 0.0 for r in rows]
+    front = pareto_front(xs, ys)
+    colors = _colors(table)
+    with rc_context(_RC):
+        fig = _new_figure(SCATTER_SIZE)
+        fig.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.2)
+        ax = fig.add_subplot()
+        ax.plot(
+            [xs[i] for i in front], [ys[i] for i in front], color="0.35", ls="--", lw=1, zorder=1,
+            label="Pareto front (no other variant has lower cost and higher mAP)",
+        )  # fmt: skip
+        ax.scatter(
+            [xs[i] for i in front], [ys[i] for i in front], s=150, facecolors="none", edgecolors="black", lw=1.2,
+            zorder=3, label="on the front",
+        )  # fmt: skip
+        for row, x, y, e in zip(rows, xs, ys, errs, strict=True):
+            ax.errorbar(x, y, yerr=e or None, fmt="o", ms=6, color=colors[row.label], capsize=3, zorder=4)
+        if any(errs):
+            ax.plot([], [], "o", color="0.4", label="mean ± std over seeds (error bar)")
+        # one large model (RevCol) would squeeze every conv swap into a sliver of a linear axis
+        log = min(xs) > 0 and max(xs) / min(xs) > 5
+        if log:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(ScalarFormatter())
+        ax.set_xlim(*_limits(xs, 0.2, log))
+        ax.set_ylim(
+            *_limits(
+                [y - e for y, e in zip(ys, errs, strict=True)] + [y + e for y, e in zip(ys, errs, strict=True)], 0.2
+            )
+        )
+        ax.grid(True, which="both" if log else "major", alpha=0.3)
+        ax.set_ylabel("mAP50-95 (validation, best checkpoint)")
+        ax.set_xlabel(_cost_label(table, rows, cost) + (", log scale" if log else ""))
+        ax.set_title(f"{table.name}: mAP50-95 vs {'GFLOPs' if cost == 'gflops_aten' else 'latency'}")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, fontsize=8, frameon=False)
+        _place_labels(ax, xs, ys, errs, [r.label for r in rows], [_darker(colors[r.label]) for r in rows], front)
+        return _png(fig)
+
+
+def _cost_label(table: ReportTable, rows: list[Row], cost: str) -> str:
+    if cost == "gflops_aten":
+        sizes = {r.get("flops_imgsz") for row in rows for r in row.runs} - {None}
+        at = f" at imgsz {sizes.pop()}" if len(sizes) == 1 else ""
+        return f"GFLOPs (aten count{at}: the honest one, it also sees functional convs that thop misses)"
+    sources = {(s.get("imgsz"), s.get("device_name")) for row in rows if (s := row.latency_source)}
+    where = f", imgsz {next(iter(sources))[0]}, {next(iter(sources))[1]}" if len(sources) == 1 else ""
+    return f"latency ms (yoloab profile, batch 1{where})"
+
+
+# ---- training curves --------------------------------------------------------------------------------------------
+
+
+def read_results_csv(path: str | Path) -> pd.DataFrame | None:
+    """An Ultralytics `results.csv`, one row per epoch (the last row where a resumed run repeated an epoch).
+
+    Returns:
+        The frame with stripped column names, sorted by epoch; None when the file is missing, empty or unreadable.
+    """
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):  # missing, empty (EmptyDataError is a ValueError) or malformed
+        return None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if "epoch" not in frame.columns or frame.empty:
+        return None
+    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+def _curves(table: ReportTable) -> list[tuple[Row, str, pd.DataFrame]]:
+    """(row, seed, results.csv) of every finished run whose file is there; failed runs stay out, as in the table."""
+    out = []
+    for row in table.shown:
+        for run in row.runs:
+            frame = read_results_csv(Path(run["run_dir"]) / "results.csv") if run.get("run_dir") else None
+            if frame is not None:
+                out.append((row, str(run.get("seed")), frame))
+    return out
+
+
+def curves_png(table: ReportTable) -> bytes | None:
+    """mAP50-95 and every train loss per epoch, one line per run, seeds of a variant in the same colour.
+
+    Returns:
+        PNG bytes, or None when no run of the table has a readable `results.csv`.
+    """
+    from matplotlib import rc_context
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    curves = _curves(table)
+    if not curves:
+        return None
+    panels = [MAP_COLUMN] if any(MAP_COLUMN in f.columns for _, _, f in curves) else []
+    for _, _, frame in curves:
+        panels += [c for c in frame.columns if c.startswith("train/") and c not in panels]
+    colors = _colors(table)
+    seeds = sorted({seed for _, seed, _ in curves}, key=lambda s: (len(s), s))
+    styles = dict(zip(seeds, itertools.cycle(["-", "--", ":", "-."]), strict=False))  # a seed looks the same everywhere
+    with rc_context(_RC):
+        shown = list(dict.fromkeys(row.label for row, _, _ in curves))
+        legend_rows = math.ceil((len(shown) + (len(seeds) if len(seeds) > 1 else 0)) / 3)
+        fig = _new_figure(CURVES_SIZE)
+        # fixed margins, the bottom one sized for the legend's rows: as readable as constrained layout, 3x faster
+        fig.subplots_adjust(left=0.07, right=0.98, top=0.92, bottom=0.1 + 0.025 * legend_rows, hspace=0.4, wspace=0.2)
+        ncols = 2 if len(panels) > 1 else 1
+        axes = fig.subplots(math.ceil(len(panels) / ncols), ncols, squeeze=False).ravel()
+        for ax, column in zip(axes, panels, strict=False):
+            for row, seed, frame in curves:
+                if column in frame.columns:
+                    ax.plot(frame["epoch"], frame[column], color=colors[row.label], ls=styles[seed], lw=1.3)
+            ax.set_title(column.replace("metrics/", "").replace("(B)", "") + (" (val)" if column == MAP_COLUMN else ""))
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(True, alpha=0.3)
+        for ax in axes[len(panels) :]:
+            ax.set_visible(False)
+        handles = [Line2D([], [], color=colors[label], lw=2) for label in shown]
+        names = list(shown)
+        if len(seeds) > 1:
+            handles += [Line2D([], [], color="0.3", ls=styles[seed], lw=1.3) for seed in seeds]
+            names += [f"seed {seed}" for seed in seeds]
+        fig.legend(handles, names, loc="lower center", ncol=min(3, len(names)), fontsize=8, frameon=False)
+        fig.suptitle(f"{table.name}: training curves (one line per run: colour = variant, line style = seed)")
+        return _png(fig)
+
+
+# ---- every plot of a report -------------------------------------------------------------------------------------
+
+
+def report_plots(report: Report) -> list[Plot]:
+    """Every plot of every dataset table, named `<dataset>-map-vs-gflops.png`, `-map-vs-latency.png`, `-curves.png`.
+
+    The latency plot exists only where a latency is known, the curves only where a `results.csv` is.
+    """
+    plots = []
+    for table in report.tables:
+        if table.kind != "dataset":
+            continue
+        name = slug(table.name)
+        made = [
+            (
+                f"{name}-map-vs-gflops.png",
+                f"{table.name}: mAP50-95 vs GFLOPs (aten)",
+                map_vs_cost_png(table, "gflops_aten"),
+            ),
+            (f"{name}-map-vs-latency.png", f"{table.name}: mAP50-95 vs latency", map_vs_cost_png(table, "latency_ms")),
+            (f"{name}-curves.png", f"{table.name}: training curves", curves_png(table)),
+        ]
+        plots += [Plot(table.name, filename, title, data) for filename, title, data in made if data is not None]
+    return plots

@@ -1,0 +1,220 @@
+"""The sweep driver: decides which runs to train, hands them to an executor, and alone writes the results store.
+
+- Skipping: a run whose stored record is `ok` is not trained again; a `failed` one is retried from scratch.
+- Concurrency: while a run trains, the driver holds an exclusive lock on `locks/<key>.lock` (released by the OS if
+  the process dies, even by SIGKILL). A second sweep on the same results directory skips a locked run at first,
+  comes back to it at the end, waits for the lock, and trains it only if no record appeared meanwhile.
+- Ctrl-C: the first one lets the run in flight finish its epoch and save, then stops the sweep (nothing recorded
+  for that run; it resumes next time); a second one stops at once.
+- Records are stored as they arrive, atomically, one file per run key: never half-written, never duplicated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .results import load_run, store_run
+from .training import RunHooks, RunSpec, SweepInterrupted, train_run
+
+
+class SweepEvents(Protocol):
+    """What a sweep reports as it goes (the CLI renders these; tests record them)."""
+
+    def skipped(self, spec: RunSpec, record: dict[str, Any]) -> None:
+        """A run already has an `ok` record."""
+
+    def started(self, spec: RunSpec) -> None:
+        """A run starts training (or resuming)."""
+
+    def epoch(self, spec: RunSpec, epoch: int, epochs: int) -> None:
+        """A run finished an epoch."""
+
+    def finished(self, spec: RunSpec, record: dict[str, Any]) -> None:
+        """A run's record was stored."""
+
+    def waiting(self, spec: RunSpec) -> None:
+        """A run is being trained by another sweep; waiting for it."""
+
+    def stopping(self) -> None:
+        """Ctrl-C was pressed once: the sweep stops after the current epoch is saved."""
+
+
+class Executor(Protocol):
+    """Trains runs and hands back their records; never touches the results store."""
+
+    def run(
+        self, specs: list[RunSpec], events: SweepEvents, stop: Callable[[], bool]
+    ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+        """Train `specs`, yielding each run's record as it finishes."""
+
+
+class LocalExecutor:
+    """Runs in this process, one after another (device chosen by the settings)."""
+
+    def run(
+        self, specs: list[RunSpec], events: SweepEvents, stop: Callable[[], bool]
+    ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+        """Train each run in turn."""
+        for spec in specs:
+            if stop():
+                return
+            events.started(spec)
+            hooks = RunHooks(epoch=lambda e, n, s=spec: events.epoch(s, e, n), stop_requested=stop)
+            yield spec, train_run(spec, hooks)
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did.
+
+    Attributes:
+        records: records of the runs trained now, in order.
+        skipped: records that were already stored `ok`.
+        interrupted: the user stopped the sweep.
+        pending: runs not trained because of the stop.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+    pending: list[RunSpec] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Records of runs that failed now."""
+        return [r for r in self.records if r["status"] != "ok"]
+
+
+class RunLock:
+    """An exclusive, non-blocking-by-default lock on one run key, held by this process until released or exit."""
+
+    def __init__(self, results_dir: Path, key: str) -> None:
+        self.path = results_dir / "locks" / f"{key}.lock"
+        self._fh: Any = None
+
+    def acquire(self, block: bool = False) -> bool:
+        """Take the lock; returns False if another process holds it (only when not blocking)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.close()
+            return False
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        """Let the lock go (the lock file stays: removing it would race with a waiting process)."""
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+@contextlib.contextmanager
+def graceful_interrupt(on_first: Callable[[], None]) -> Iterator[Callable[[], bool]]:
+    """First Ctrl-C asks to stop after the current save (and calls `on_first`); the second raises KeyboardInterrupt.
+
+    Yields:
+        A function telling whether a stop was asked for.
+    """
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag.is_set
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+        on_first()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_sweep(specs: list[RunSpec], events: SweepEvents, executor: Executor | None = None) -> SweepOutcome:
+    """Train every run of `specs` that has no `ok` record yet, storing each record as it arrives.
+
+    Args:
+        specs: the planned runs (see `yoloab.training.plan_runs`).
+        events: progress receiver.
+        executor: where runs train (default: this process, one at a time).
+
+    Returns:
+        What was trained, skipped, and whether the user stopped the sweep.
+    """
+    executor = executor or LocalExecutor()
+    outcome = SweepOutcome()
+    todo: list[RunSpec] = []
+    for spec in specs:
+        done = load_run(spec.results_dir, spec.key)
+        if done is not None and done.get("status") == "ok":
+            outcome.skipped.append(done)
+            events.skipped(spec, done)
+        else:
+            todo.append(spec)
+    with graceful_interrupt(events.stopping) as stop:
+        deferred = _train_claimed(todo, events, executor, stop, outcome)
+        for spec in deferred:  # runs another sweep was training: wait, then train only what it did not finish
+            if stop():
+                outcome.pending.append(spec)
+                continue
+            events.waiting(spec)
+            lock = RunLock(spec.results_dir, spec.key)
+            lock.acquire(block=True)
+            lock.release()
+            # skipped if the other sweep recorded it ok; a third sweep taking it meanwhile leaves it pending
+            outcome.pending.extend(_train_claimed([spec], events, executor, stop, outcome))
+    outcome.interrupted = outcome.interrupted or stop()
+    return outcome
+
+
+def _train_claimed(
+    specs: list[RunSpec], events: SweepEvents, executor: Executor, stop: Callable[[], bool], outcome: SweepOutcome
+) -> list[RunSpec]:
+    """Lock what can be locked, train it, store records; returns the runs locked by someone else."""
+    locks: dict[str, RunLock] = {}
+    deferred = []
+    for spec in specs:
+        lock = RunLock(spec.results_dir, spec.key)
+        if not lock.acquire():
+            deferred.append(spec)
+            continue
+        done = load_run(spec.results_dir, spec.key)  # read again under the lock: another sweep may have just finished
+        if done is not None and done.get("status") == "ok":
+            lock.release()
+            outcome.skipped.append(done)
+            events.skipped(spec, done)
+            continue
+        if done is not None:  # a failed run is retried from scratch, not resumed from the state that failed
+            shutil.rmtree(spec.run_dir, ignore_errors=True)
+        locks[spec.key] = lock
+    claimed = [s for s in specs if s.key in locks]
+    seen: set[str] = set()
+    try:
+        for spec, record in executor.run(claimed, events, stop):
+            seen.add(spec.key)
+            store_run(record, spec.results_dir)
+            locks.pop(spec.key).release()
+            outcome.records.append(record)
+            events.finished(spec, record)
+    except SweepInterrupted:
+        outcome.interrupted = True
+    finally:
+        for lock in locks.values():
+            lock.release()
+    outcome.pending.extend(s for s in claimed if s.key not in seen)
+    return deferred

@@ -1,0 +1,515 @@
+"""One training run of a sweep, through Ultralytics' own trainer, resumable and isolated.
+
+A run is a variant trained on a dataset with given settings and seed. It is identified by its key, a hash over what
+decides its result: the variant's model definition (comments and the yoloab header left out), the dataset identity,
+the settings (epochs, imgsz, batch, passed-through trainer arguments) and the seed. The device, the worker count and
+the sweep's name are left out: they decide where a run trains, not what it learns.
+
+Resuming: Ultralytics writes `weights/last.pt` after every epoch (not atomically). After each save yoloab copies it
+atomically to `weights/last.safe.pt`, so a run killed at any point restarts from the last whole epoch: from
+`last.pt` when it loads, else from the safe copy. A run killed after training but before its record was written
+(`last.pt` already stripped by Ultralytics' final step) is only validated again.
+
+`train_run` never writes the results store: it returns the record, and the caller (the sweep driver, whatever the
+executor) stores it. So local, multi-GPU and Ray sweeps skip, resume and record failures the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import __version__
+from ._ultralytics import quiet_logs, trainer_defaults, ultralytics_version
+from .datasets import Dataset
+from .errors import SweepInputError, YoloabError, did_you_mean
+from .variants import Variant, build, to_yaml, write_atomic
+
+FLOPS_IMGSZ = 640  # the input size papers quote GFLOPs at, whatever size a sweep trains at
+KEY_FORMAT = 1  # bump when what the key hashes changes
+# Arguments yoloab sets itself; each has its own option or is fixed by the results layout.
+RESERVED = {
+    "data": "--dataset",
+    "epochs": "--epochs",
+    "imgsz": "--imgsz",
+    "batch": "--batch",
+    "seed": "--seed",
+    "device": "--device",
+    "workers": "--workers",
+    "project": "--results",
+    "name": "--results",
+    "exist_ok": "--results",
+    "resume": "re-running the sweep",
+    "model": "--model / YAML",
+    "mode": None,
+    "task": None,
+}
+# Trainer arguments that change where or how visibly a run trains, not what it learns: left out of the run key.
+UNKEYED = {"verbose", "plots", "save_period", "cache", "val", "amp"}
+
+
+class SweepInterrupted(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside a run after its checkpoint was saved, when the user asked the sweep to stop (Ctrl-C)."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Settings shared by every run of a sweep.
+
+    Attributes:
+        epochs: training epochs.
+        imgsz: training and validation image size.
+        batch: batch size.
+        workers: dataloader workers (None: Ultralytics' default).
+        device: Ultralytics device string (`cpu`, `0`, `0,1`) or None to let Ultralytics choose.
+        train_args: any other Ultralytics trainer arguments, passed through.
+        quiet: hide Ultralytics' own per-epoch output.
+    """
+
+    epochs: int = 100
+    imgsz: int = 640
+    batch: int = 16
+    workers: int | None = None
+    device: str | None = None
+    train_args: dict[str, Any] = field(default_factory=dict)
+    quiet: bool = False
+
+    def keyed(self) -> dict[str, Any]:
+        """The settings that decide a run's result (and so enter its key)."""
+        extra = {k: v for k, v in sorted(self.train_args.items()) if k not in UNKEYED}
+        return {"epochs": self.epochs, "imgsz": self.imgsz, "batch": self.batch, "train_args": extra}
+
+
+def parse_train_args(items: list[str] | None) -> dict[str, Any]:
+    """Parse repeated `--train KEY=VALUE` options into trainer arguments (values read as yaml scalars).
+
+    Raises:
+        SweepInputError: malformed item, unknown trainer argument (with the nearest names), or an argument that has
+            its own option.
+    """
+    known = trainer_defaults()
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SweepInputError(f"--train '{item}' is not KEY=VALUE (e.g. --train optimizer=SGD)")
+        if key in RESERVED:
+            instead = RESERVED[key]
+            raise SweepInputError(
+                f"--train {key}=... is set by yoloab" + (f"; use {instead} instead" if instead else "")
+            )
+        if key not in known:
+            raise SweepInputError(f"--train: '{key}' is not an Ultralytics trainer argument{did_you_mean(key, known)}")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise SweepInputError(f"--train {key}: cannot read value '{raw}'") from err
+    return out
+
+
+def ultralytics_device(spec: str) -> str | None:
+    """Turn `--device auto|cpu|cuda:N|N[,M...]` into Ultralytics' device argument, checking the devices exist.
+
+    Raises:
+        ProfileInputError: an unknown device or one this machine does not have.
+    """
+    from .profiling import ProfileInputError, resolve_device
+
+    if spec in ("auto", "cpu"):
+        resolve_device(spec)
+        return None if spec == "auto" else "cpu"
+    parts = ["0" if p.strip() == "cuda" else p.strip().removeprefix("cuda:") for p in spec.split(",")]
+    for part in parts:
+        if not part.isdigit():
+            raise ProfileInputError(f"unknown device '{spec}'; expected auto, cpu, cuda:N or N[,M...]")
+        resolve_device(f"cuda:{part}")
+    return ",".join(parts)
+
+
+def model_hash(variant: Variant) -> str:
+    """SHA-256 of a variant's model definition: its rows and scales, without comments or the yoloab header."""
+    d = {k: v for k, v in variant.config.items() if k not in ("yoloab", "yaml_file", "nc", "scale")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_key(yaml_sha256: str, dataset: Dataset, settings: TrainSettings, seed: int) -> str:
+    """The identity of a run: a hash over model definition, dataset, result-deciding settings and seed."""
+    payload = {
+        "format": KEY_FORMAT,
+        "model": yaml_sha256,
+        "dataset": dataset.identity,
+        "settings": settings.keyed(),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass
+class RunSpec:
+    """Everything a worker needs to train one run (picklable, so Ray and subprocess workers can take it).
+
+    Attributes:
+        key: run key (see `run_key`).
+        sweep: the sweep's name, recorded.
+        variant: what to train.
+        yaml_sha256: `model_hash` of the variant.
+        dataset: the dataset.
+        settings: shared settings.
+        seed: this run's seed.
+        results_dir: the results directory.
+        plugins: plugin files a worker process loads before training (not part of the key).
+    """
+
+    key: str
+    sweep: str
+    variant: Variant
+    yaml_sha256: str
+    dataset: Dataset
+    settings: TrainSettings
+    seed: int
+    results_dir: Path
+    plugins: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """`variant seed N`, for progress lines."""
+        return f"{self.variant.name} seed {self.seed}"
+
+    @property
+    def run_name(self) -> str:
+        """Ultralytics run name: readable, and unique through the key."""
+        return f"{self.variant.name}-{self.dataset.name}-seed{self.seed}-{self.key[:8]}"
+
+    @property
+    def run_dir(self) -> Path:
+        """The Ultralytics run directory."""
+        return (self.results_dir / "train" / self.run_name).resolve()
+
+    @property
+    def yaml_path(self) -> Path:
+        """The exact model yaml this run trains (content-addressed, shared by seeds)."""
+        return (self.results_dir / "variants" / f"{self.variant.name}-{self.yaml_sha256[:8]}.yaml").resolve()
+
+
+def plan_runs(
+    variants: list[Variant],
+    dataset: Dataset,
+    settings: TrainSettings,
+    seeds: list[int],
+    results_dir: str | Path,
+    sweep: str = "sweep",
+    plugins: tuple[str, ...] = (),
+) -> list[RunSpec]:
+    """One run per variant and seed, seed-major (every variant's first seed finishes before any second seed).
+
+    Identical runs (same key) are planned once.
+
+    Raises:
+        SweepInputError: a negative seed, or no epochs.
+    """
+    if settings.epochs < 1:
+        raise SweepInputError(f"--epochs {settings.epochs} must be at least 1")
+    if settings.batch < 1 and settings.batch != -1:
+        raise SweepInputError(f"--batch {settings.batch} must be at least 1 (or -1 for Ultralytics' auto batch)")
+    if any(s < 0 for s in seeds):
+        raise SweepInputError(f"--seed values must be non-negative; got {seeds}")
+    specs: dict[str, RunSpec] = {}
+    hashes = {v.name: model_hash(v) for v in variants}
+    for seed in seeds:
+        for v in variants:
+            key = run_key(hashes[v.name], dataset, settings, seed)
+            specs.setdefault(
+                key, RunSpec(key, sweep, v, hashes[v.name], dataset, settings, seed, Path(results_dir), plugins)
+            )
+    return list(specs.values())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# one run
+
+
+@dataclass
+class RunHooks:
+    """Callbacks from inside a run (all optional).
+
+    Attributes:
+        epoch: called after each epoch with (epoch, epochs), 1-based.
+        stop_requested: polled after each saved epoch; True stops the run there (`SweepInterrupted`).
+    """
+
+    epoch: Callable[[int, int], None] | None = None
+    stop_requested: Callable[[], bool] | None = None
+
+
+def now() -> str:
+    """UTC time, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def costs(variant: Variant, nc: int) -> dict[str, Any]:
+    """Params and both GFLOPs counts of a variant at `FLOPS_IMGSZ` (the build also checks it before training)."""
+    from .profiling import flop_counts
+    from .variants import count_params
+
+    model = build(variant, nc=nc)
+    counts = flop_counts(model, FLOPS_IMGSZ)
+    counts.pop("gflops_error")  # a run record keeps the count or None; the profile record keeps the reason
+    return {"params": count_params(model), "flops_imgsz": FLOPS_IMGSZ, **counts}
+
+
+def base_record(spec: RunSpec) -> dict[str, Any]:
+    """The identity and settings part of a run's record."""
+    v, s = spec.variant, spec.settings
+    return {
+        "kind": "run",
+        "key": spec.key,
+        "sweep": spec.sweep,
+        "variant": v.name,
+        "base": v.base,
+        "module": v.module,
+        "placement": v.placement,
+        "yaml_sha256": spec.yaml_sha256,
+        "yaml": str(spec.yaml_path),
+        "dataset": spec.dataset.name,
+        "dataset_id": spec.dataset.identity,
+        "nc": len(spec.dataset.names),
+        "epochs": s.epochs,
+        "imgsz": s.imgsz,
+        "batch": s.batch,
+        "seed": spec.seed,
+        "train_args": dict(s.train_args),
+        "device": s.device or "auto",
+        "workers": s.workers,
+        "run_dir": str(spec.run_dir),
+        "torch": _torch_version(),
+        "ultralytics": ultralytics_version(),
+        "yoloab": __version__,
+        "python": platform.python_version(),
+    }
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def error_text(err: BaseException) -> str:
+    """`Type: first line of the message`, short enough for a table footnote."""
+    lines = str(err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> dict[str, Any]:
+    """Train (or resume, or re-validate) one run and return its record; never raises for a failing variant.
+
+    A variant that fails to build, raises in training, runs out of memory or whose loss goes NaN gives a record with
+    status 'failed' and the error.
+
+    Raises:
+        SweepInterrupted: the user asked to stop; the last epoch is saved and the run resumes next time.
+        KeyboardInterrupt: a second Ctrl-C, stopping at once.
+    """
+    hooks = hooks or RunHooks()
+    record = base_record(spec)
+    record.update(status="ok", error=None, started=now(), resumed=0)
+    record["device_name"] = None
+    try:
+        record.update(costs(spec.variant, len(spec.dataset.names)))
+        if not spec.yaml_path.is_file():
+            write_atomic(spec.yaml_path, to_yaml(spec.variant))
+        record.update(_train(spec, hooks))
+    except (SweepInterrupted, KeyboardInterrupt):
+        raise
+    except YoloabError as err:
+        record.update(status="failed", error=str(err))
+    except Exception as err:  # isolation: one variant's failure is its record, not the sweep's end
+        record.update(status="failed", error=error_text(err))
+    record["finished"] = now()
+    return record
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # a checkpoint cut short by a kill
+        return None
+    return ckpt if isinstance(ckpt, dict) else None
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _checkpoint(spec: RunSpec) -> tuple[str, Path | None]:
+    """What is on disk: ('new', None), ('resume', last.pt) or ('finished', best.pt)."""
+    weights = spec.run_dir / "weights"
+    last, safe = weights / "last.pt", weights / "last.safe.pt"
+    ckpt = _load(last) if last.is_file() else None
+    if ckpt is None and safe.is_file():
+        ckpt = _load(safe)
+        if ckpt is not None:
+            _copy_atomic(safe, last)
+    if ckpt is None:
+        if spec.run_dir.exists():
+            shutil.rmtree(spec.run_dir)  # nothing usable: start clean rather than mix two runs' results.csv
+        return "new", None
+    if ckpt.get("epoch", -1) == -1:  # stripped by Ultralytics' final step: training ended
+        best = weights / "best.pt"
+        return "finished", best if best.is_file() else last
+    return "resume", last
+
+
+def _train(spec: RunSpec, hooks: RunHooks) -> dict[str, Any]:
+    from ultralytics import YOLO
+
+    s = spec.settings
+    state, path = _checkpoint(spec)
+    args: dict[str, Any] = {"workers": s.workers} if s.workers is not None else {}
+    args |= {
+        "data": str(spec.dataset.yaml),
+        "imgsz": s.imgsz,
+        "batch": s.batch,
+        "device": s.device,
+        "plots": False,  # plots need a font download and cost time; `--train plots=True` turns them on
+        **s.train_args,
+    }
+    t0 = time.perf_counter()
+    with quiet_logs(s.quiet):
+        if state == "finished":
+            model = YOLO(str(path))
+            metrics = model.val(
+                **{k: v for k, v in args.items() if k in ("data", "imgsz", "batch", "device", "workers")},
+                plots=False,
+                project=str(spec.run_dir),
+                name="val",
+                exist_ok=True,
+            )
+            resumed = 1
+        else:
+            model = YOLO(str(path) if state == "resume" else str(spec.yaml_path))
+            _add_callbacks(model, spec, hooks)
+            if state == "resume":
+                metrics = model.train(resume=True, **{k: v for k, v in args.items() if k != "plots"})
+            else:
+                metrics = model.train(
+                    epochs=s.epochs,
+                    seed=spec.seed,
+                    project=str(spec.run_dir.parent),
+                    name=spec.run_dir.name,
+                    exist_ok=True,
+                    **args,
+                )
+            resumed = int(state == "resume")
+    wall = time.perf_counter() - t0
+    out = _outcome(spec, metrics, wall)
+    out["resumed"] = resumed
+    out["device_name"] = _device_name(model)
+    return out
+
+
+def _add_callbacks(model: Any, spec: RunSpec, hooks: RunHooks) -> None:
+    def on_model_save(trainer: Any) -> None:
+        last = Path(trainer.last)
+        if last.is_file():
+            _copy_atomic(last, last.with_name("last.safe.pt"))
+        if hooks.stop_requested is not None and hooks.stop_requested() and trainer.epoch + 1 < trainer.epochs:
+            raise SweepInterrupted(f"{spec.label}: stopped after epoch {trainer.epoch + 1} of {trainer.epochs}")
+
+    def on_fit_epoch_end(trainer: Any) -> None:
+        if hooks.epoch is not None and trainer.epoch < trainer.epochs:  # final validation repeats the last epoch
+            hooks.epoch(trainer.epoch + 1, trainer.epochs)
+
+    model.add_callback("on_model_save", on_model_save)
+    model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+
+
+def _device_name(model: Any) -> str | None:
+    import torch
+
+    try:
+        device = next(model.model.parameters()).device
+    except Exception:
+        return None
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from .profiling import device_name
+
+    return device_name(device)
+
+
+def read_results_csv(run_dir: str | Path) -> list[dict[str, float]]:
+    """Ultralytics' per-epoch results.csv as rows, one per epoch (a resumed run repeats an epoch: the last wins)."""
+    import csv
+
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        return []
+    rows: dict[int, dict[str, float]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for raw in csv.DictReader(fh):
+            row = {k.strip(): float(v) for k, v in raw.items() if k and v not in (None, "")}
+            if "epoch" in row:
+                rows[int(row["epoch"])] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def _train_time(rows: list[dict[str, float]]) -> float:
+    """Seconds spent in epochs: `time` is cumulative since the trainer started, and restarts on resume."""
+    total, prev = 0.0, 0.0
+    for row in rows:
+        t = row.get("time", 0.0)
+        total += t - prev if t >= prev else t
+        prev = t
+    return total
+
+
+def _outcome(spec: RunSpec, metrics: Any, wall: float) -> dict[str, Any]:
+    rows = read_results_csv(spec.run_dir)
+    losses = [k for k in (rows[0] if rows else {}) if k.startswith("train/")]
+    for row in rows:
+        bad = [k for k in losses if not math.isfinite(row[k])]
+        if bad:
+            raise FloatingPointError(f"NaN/Inf training loss ({', '.join(bad)}) at epoch {int(row['epoch'])}")
+    results = getattr(metrics, "results_dict", None) or {}
+    out = {
+        "map50": results.get("metrics/mAP50(B)"),
+        "map50_95": results.get("metrics/mAP50-95(B)"),
+        "precision": results.get("metrics/precision(B)"),
+        "recall": results.get("metrics/recall(B)"),
+    }
+    if any(v is None or not math.isfinite(v) for v in out.values()):
+        raise FloatingPointError(f"validation gave no finite metrics: {results}")
+    key = "metrics/mAP50-95(B)"  # Ultralytics 8.4's fitness: best.pt is the first epoch with the highest value
+    scored = [r for r in rows if key in r and math.isfinite(r[key])]
+    out["best_epoch"] = int(max(scored, key=lambda r: (r[key], -r["epoch"]))["epoch"]) if scored else None
+    out["epochs_done"] = len(rows)
+    out["train_time_s"] = _train_time(rows) if rows else wall
+    out["images_per_s"] = (
+        spec.dataset.n_train * len(rows) / out["train_time_s"] if rows and out["train_time_s"] > 0 else None
+    )
+    return out
