@@ -18,9 +18,9 @@ from yoloab.cli.app import app
 from yoloab.datasets import builtin_dataset, load_dataset
 from yoloab.errors import DatasetError, SweepInputError
 from yoloab.models import get_base_model
-from yoloab.results import RUN_KEYS, load_runs, runs_frame, store_run
+from yoloab.results import RUN_KEYS, load_runs, read_epochs, runs_frame, store_run
 from yoloab.sweep import RunLock, run_sweep
-from yoloab.training import TrainSettings, model_hash, parse_train_args, plan_runs, read_results_csv, run_key
+from yoloab.training import TrainSettings, model_hash, parse_train_args, plan_runs, run_key
 from yoloab.variants import baseline, from_yaml, make_variant
 
 runner = CliRunner()
@@ -389,7 +389,7 @@ def test_sigkill_during_second_run_then_rerun_gives_one_record_per_run(tmp_path)
     assert records["yolov8n"] == first[0]  # the finished run was not trained again
     resumed = records["yolov8n-ADown-all"]
     assert resumed["status"] == "ok" and resumed["resumed"] == 1 and resumed["epochs_done"] == 2
-    assert [int(r["epoch"]) for r in read_results_csv(resumed["run_dir"])] == [1, 2]
+    assert [int(r["epoch"]) for r in read_epochs(Path(resumed["run_dir"], "results.csv"))] == [1, 2]
 
 
 @pytest.mark.slow
@@ -417,7 +417,7 @@ def test_builtin_dataset_is_learnable_in_five_cpu_epochs(tmp_path):
     )
     assert result.exit_code == 0, result.output
     (record,) = _records(results)
-    curve = [r["metrics/mAP50(B)"] for r in read_results_csv(record["run_dir"])]
+    curve = [r["metrics/mAP50(B)"] for r in read_epochs(Path(record["run_dir"], "results.csv"))]
     print(f"\nbuilt-in dataset, yolov8n, 5 epochs at 128: mAP50 per epoch {[round(m, 3) for m in curve]}")
     assert record["map50"] > 0.1
     assert curve[-1] > curve[0]

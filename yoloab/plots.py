@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .reporting import Plot, Report, ReportTable, Row, pareto_front, slug
+from .results import read_epochs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -225,14 +226,8 @@ def read_results_csv(path: str | Path) -> pd.DataFrame | None:
     """
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError):  # missing, empty (EmptyDataError is a ValueError) or malformed
-        return None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if "epoch" not in frame.columns or frame.empty:
-        return None
-    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+    rows = read_epochs(path)
+    return pd.DataFrame(rows) if rows else None
 
 
 def _curves(table: ReportTable) -> list[tuple[Row, str, pd.DataFrame]]:

@@ -61,6 +61,26 @@ def load_profiles(results_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def read_epochs(path: str | Path) -> list[dict[str, float]]:
+    """An Ultralytics `results.csv` as one dict per epoch, sorted; column names stripped.
+
+    A run resumed after a kill writes the epoch in flight again: the last row of an epoch wins. A missing, empty or
+    malformed file gives [].
+    """
+    import csv
+
+    rows: dict[int, dict[str, float]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for raw in csv.DictReader(fh):
+                row = {k.strip(): float(v) for k, v in raw.items() if k and v not in (None, "")}
+                if "epoch" in row:
+                    rows[int(row["epoch"])] = row
+    except (OSError, ValueError):
+        return []
+    return [rows[k] for k in sorted(rows)]
+
+
 def run_path(results_dir: str | Path, key: str) -> Path:
     """Where the record of run `key` lives."""
     return Path(results_dir) / "runs" / f"{key}.json"

@@ -36,6 +36,7 @@ from . import __version__
 from ._ultralytics import quiet_logs, trainer_defaults, ultralytics_version
 from .datasets import Dataset
 from .errors import SweepInputError, YoloabError, did_you_mean
+from .results import read_epochs
 from .variants import Variant, build, to_yaml, write_atomic
 
 FLOPS_IMGSZ = 640  # the input size papers quote GFLOPs at, whatever size a sweep trains at
@@ -462,22 +463,6 @@ def _device_name(model: Any) -> str | None:
     return device_name(device)
 
 
-def read_results_csv(run_dir: str | Path) -> list[dict[str, float]]:
-    """Ultralytics' per-epoch results.csv as rows, one per epoch (a resumed run repeats an epoch: the last wins)."""
-    import csv
-
-    path = Path(run_dir) / "results.csv"
-    if not path.is_file():
-        return []
-    rows: dict[int, dict[str, float]] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        for raw in csv.DictReader(fh):
-            row = {k.strip(): float(v) for k, v in raw.items() if k and v not in (None, "")}
-            if "epoch" in row:
-                rows[int(row["epoch"])] = row
-    return [rows[k] for k in sorted(rows)]
-
-
 def _train_time(rows: list[dict[str, float]]) -> float:
     """Seconds spent in epochs: `time` is cumulative since the trainer started, and restarts on resume."""
     total, prev = 0.0, 0.0
@@ -489,7 +474,7 @@ def _train_time(rows: list[dict[str, float]]) -> float:
 
 
 def _outcome(spec: RunSpec, metrics: Any, wall: float) -> dict[str, Any]:
-    rows = read_results_csv(spec.run_dir)
+    rows = read_epochs(spec.run_dir / "results.csv")
     losses = [k for k in (rows[0] if rows else {}) if k.startswith("train/")]
     for row in rows:
         bad = [k for k in losses if not math.isfinite(row[k])]
