@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..models import base_models
 from ..registry import MODULES
-from .options import Plugins, load_plugins
+from .options import Plugins, load_plugins, make_console
 
 
 def list_catalog(plugin: Plugins = None) -> None:
     """List the registered modules (role, paper, article placement) and the available base models."""
     load_plugins(plugin)
-    console = Console()
+    console = make_console()
     table = Table(title="Registered modules", title_justify="left")
     for col in ("module", "role", "article placement", "sizes", "paper"):
         table.add_column(col, overflow="fold")

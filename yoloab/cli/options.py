@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from ..plugins import load_plugin
 
@@ -33,3 +34,13 @@ def load_plugins(plugins: list[Path] | None) -> None:
     """Import every `--plugin` file before anything else is resolved."""
     for path in plugins or []:
         load_plugin(path)
+
+
+def make_console() -> Console:
+    """A Rich console for tables.
+
+    When stdout is not a terminal (a pipe, a log file, CI) it is wide enough that tables keep one line per row
+    instead of wrapping at Rich's default 80 columns.
+    """
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 200))

@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..profiling import ProfileSettings, profile_variants
 from ..registry import MODULES
 from ..reporting import csv_text, json_text, markdown, rich_table
 from ..results import store_profile
 from ..variants import select
-from .options import Models, Modules, Nc, PlacementOpt, Plugins, Yamls, load_plugins
+from .options import Models, Modules, Nc, PlacementOpt, Plugins, Yamls, load_plugins, make_console
 
 
 class Format(str, Enum):
@@ -63,7 +62,7 @@ def profile(
     elif fmt is Format.md:
         sys.stdout.write(markdown(records))
     else:
-        console = Console()
+        console = make_console()
         console.print(rich_table(records, f"yoloab profile (imgsz {imgsz}, {records[0]['device_name']})"))
         console.print(f"[dim]stored {stored}[/]")
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -19,9 +18,9 @@ from ..registry import MODULES
 from ..sweep import SweepOutcome, run_sweep
 from ..training import RunSpec, TrainSettings, parse_train_args, plan_runs, ultralytics_device
 from ..variants import select
-from .options import Models, Modules, PlacementOpt, Plugins, Results, Yamls, load_plugins
+from .options import Models, Modules, PlacementOpt, Plugins, Results, Yamls, load_plugins, make_console
 
-console = Console()
+console = make_console()
 
 
 class _ProgressEvents:

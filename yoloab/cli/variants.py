@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..presets import PRESETS
 from ..registry import MODULES
 from ..variants import build, count_params, select, write_yaml
-from .options import Models, Modules, Nc, PlacementOpt, Plugins, Yamls, load_plugins
+from .options import Models, Modules, Nc, PlacementOpt, Plugins, Yamls, load_plugins, make_console
 
 
 def variants(
@@ -55,7 +54,7 @@ def variants(
         params = f"{count_params(build(v, nc=nc)):,}" if build_models else "-"
         rows = "backbone" if v.placement == "backbone" else ",".join(map(str, v.rows)) or "-"
         table.add_row(v.name, rows, params, str(path or "-"))
-    Console().print(table)
+    make_console().print(table)
 
 
 def register(app: typer.Typer) -> None:
