@@ -158,3 +158,14 @@ def test_executor_options_that_do_not_fit(tmp_path, args, needle):
 
 def test_parse_devices():
     assert parse_devices("cpu, cpu") == ["cpu", "cpu"]
+
+
+def test_ray_executor_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError, as where it is missing
+    results = tmp_path / "results"
+    result = runner.invoke(app, [*SWEEP, "--executor", "ray", "--results", str(results)])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'yoloab[ray]'" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not results.exists()
