@@ -434,3 +434,27 @@ def test_builtin_dataset_is_deterministic(tmp_path):
     labels = [line.split() for f in files if f.suffix == ".txt" for line in (a / f).read_text().splitlines()]
     sides = [float(w) * 96 for _, _, _, w, _ in labels]
     assert min(sides) < 12 and max(sides) > 20  # small objects and large ones
+
+
+def test_checkpoint_state_on_disk(two_runs, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from yoloab.training import _checkpoint
+
+    results, _ = two_runs
+    src = Path(next(r for r in _records(results) if r["variant"] == "yolov8n")["run_dir"])
+    run = SimpleNamespace(run_dir=tmp_path / "run")
+    shutil.copytree(src, run.run_dir)
+    state, model = _checkpoint(run)
+    assert state == "finished" and model.ckpt_path.endswith("best.pt")  # Ultralytics stripped it: validate only
+    # last.pt cut short by a kill: the atomic safe copy (written after epoch 1, before the final strip) takes over
+    last = run.run_dir / "weights" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    state, model = _checkpoint(run)
+    assert state == "resume" and model.ckpt["epoch"] == 0
+    assert last.read_bytes() == (run.run_dir / "weights" / "last.safe.pt").read_bytes()
+    # nothing usable at all: start clean
+    for name in ("last.pt", "last.safe.pt"):
+        (run.run_dir / "weights" / name).write_bytes(b"")
+    assert _checkpoint(run) == ("new", None) and not run.run_dir.exists()

@@ -345,14 +345,16 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> dict[str, Any]:
     return record
 
 
-def _load(path: Path) -> dict[str, Any] | None:
-    import torch
+def _open(path: Path) -> Any:
+    """The checkpoint loaded as a YOLO model, or None where it is missing or cut short by a kill."""
+    from ultralytics import YOLO
 
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # a checkpoint cut short by a kill
+    if not path.is_file():
         return None
-    return ckpt if isinstance(ckpt, dict) else None
+    try:
+        return YOLO(str(path))
+    except Exception:
+        return None
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -366,30 +368,26 @@ def _copy_atomic(src: Path, dst: Path) -> None:
         raise
 
 
-def _checkpoint(spec: RunSpec) -> tuple[str, Path | None]:
-    """What is on disk: ('new', None), ('resume', last.pt) or ('finished', best.pt)."""
+def _checkpoint(spec: RunSpec) -> tuple[str, Any]:
+    """What is on disk, each checkpoint loaded once: ('new', None), ('resume', last) or ('finished', best)."""
     weights = spec.run_dir / "weights"
     last, safe = weights / "last.pt", weights / "last.safe.pt"
-    ckpt = _load(last) if last.is_file() else None
-    if ckpt is None and safe.is_file():
-        ckpt = _load(safe)
-        if ckpt is not None:
-            _copy_atomic(safe, last)
-    if ckpt is None:
+    model = _open(last)
+    if model is None and (model := _open(safe)) is not None:
+        _copy_atomic(safe, last)  # leave a whole last.pt behind, as Ultralytics would have
+    if model is None:
         if spec.run_dir.exists():
             shutil.rmtree(spec.run_dir)  # nothing usable: start clean rather than mix two runs' results.csv
         return "new", None
-    if ckpt.get("epoch", -1) == -1:  # stripped by Ultralytics' final step: training ended
-        best = weights / "best.pt"
-        return "finished", best if best.is_file() else last
-    return "resume", last
+    if (model.ckpt or {}).get("epoch", -1) == -1:  # stripped by Ultralytics' final step: training ended
+        return "finished", _open(weights / "best.pt") or model
+    return "resume", model
 
 
 def _train(spec: RunSpec, hooks: RunHooks) -> dict[str, Any]:
     from ultralytics import YOLO
 
     s = spec.settings
-    state, path = _checkpoint(spec)
     args: dict[str, Any] = {"workers": s.workers} if s.workers is not None else {}
     args |= {
         "data": str(spec.dataset.yaml),
@@ -401,8 +399,8 @@ def _train(spec: RunSpec, hooks: RunHooks) -> dict[str, Any]:
     }
     t0 = time.perf_counter()
     with quiet_logs(s.quiet):
+        state, model = _checkpoint(spec)
         if state == "finished":
-            model = YOLO(str(path))
             metrics = model.val(
                 **{k: v for k, v in args.items() if k in ("data", "imgsz", "batch", "device", "workers")},
                 plots=False,
@@ -412,7 +410,7 @@ def _train(spec: RunSpec, hooks: RunHooks) -> dict[str, Any]:
             )
             resumed = 1
         else:
-            model = YOLO(str(path) if state == "resume" else str(spec.yaml_path))
+            model = model or YOLO(str(spec.yaml_path))
             _add_callbacks(model, spec, hooks)
             if state == "resume":
                 metrics = model.train(resume=True, **{k: v for k, v in args.items() if k != "plots"})
