@@ -14,7 +14,7 @@ from ..registry import MODULES
 from ..reporting import csv_text, json_text, markdown, rich_table
 from ..results import store_profile
 from ..variants import select
-from .options import Models, Modules, Nc, PlacementOpt, Plugins, Yamls, load_plugins, make_console
+from .options import Models, Modules, Nc, PlacementOpt, Plugins, Results, Yamls, load_plugins, make_console
 
 
 class Format(str, Enum):
@@ -39,7 +39,7 @@ def profile(
     latency: Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency and memory.")] = True,
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
-    results: Annotated[Path, typer.Option("--results", help="Results directory for `report`.")] = Path("results"),
+    results: Results = Path("results"),
     plugin: Plugins = None,
 ) -> None:
     """Profile baselines (no --module) or each baseline plus one variant per module and placement.

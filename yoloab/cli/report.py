@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from ..reporting import FORMATS, load_report, render_report, rich_report, write_report
+from .options import Results
 
 
 class Format(str, Enum):
@@ -23,9 +24,7 @@ class Format(str, Enum):
 
 
 def report(
-    results: Annotated[Path, typer.Option("--results", help="Results directory of sweep and profile.")] = Path(
-        "results"
-    ),
+    results: Results = Path("results"),
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="Only this dataset's table (default: every dataset + profile).")
     ] = None,
