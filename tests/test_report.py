@@ -23,8 +23,8 @@ import pytest
 from typer.testing import CliRunner
 
 from yoloab.cli.app import app
-from yoloab.plots import CURVES_SIZE, SCATTER_SIZE, curves_png, map_vs_cost_png, pixel_size, read_results_csv
-from yoloab.reporting import load_report, pareto_front, render_report
+from yoloab.report import load_report, pareto_front, render_report
+from yoloab.report.plots import CURVES_SIZE, SCATTER_SIZE, curves_png, map_vs_cost_png, pixel_size, read_results_csv
 from yoloab.results import RUN_KEYS, store_run
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -327,7 +327,7 @@ def test_latex_rows_have_as_many_columns_as_the_header(store):
     ids=["underscore", "percent", "ampersand", "hash", "caret-tilde"],
 )
 def test_latex_escape(text, expected):
-    from yoloab.reporting import latex_escape
+    from yoloab.report import latex_escape
 
     assert latex_escape(text) == expected
 
@@ -350,7 +350,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_html_is_self_contained_with_embedded_plots(store):
-    from yoloab.plots import report_plots
+    from yoloab.report.plots import report_plots
 
     report = load_report(store)
     page = render_report(report, "html", report_plots(report))

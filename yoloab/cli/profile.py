@@ -9,11 +9,6 @@ from typing import Annotated
 
 import typer
 
-from ..profiling import ProfileSettings, profile_variants
-from ..registry import MODULES
-from ..reporting import csv_text, json_text, markdown, rich_table
-from ..results import store_profile
-from ..variants import select
 from .options import Models, Modules, Nc, PlacementOpt, Plugins, Results, Yamls, load_plugins, make_console
 
 
@@ -46,6 +41,13 @@ def profile(
 
     `--module all` profiles the whole catalog; YAML files are profiled as given.
     """
+    # imported here, not at the top: `yoloab --help` must not wait for torch and Ultralytics
+    from ..profiling import ProfileSettings, profile_variants
+    from ..registry import MODULES
+    from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table
+    from ..results import store_profile
+    from ..variants import select
+
     load_plugins(plugin)
     modules = MODULES.names() if module == ["all"] else (module or [])
     models = model or ([] if yamls else ["yolov8n"])
@@ -55,15 +57,16 @@ def profile(
     )
     records = profile_variants(variants, settings)
     stored = store_profile(records, results)
+    table = profile_table(records, f"yoloab profile (imgsz {imgsz}, {records[0]['device_name']})")
     if fmt is Format.json:
-        sys.stdout.write(json_text(records))
+        sys.stdout.write(profile_json(table))
     elif fmt is Format.csv:
-        sys.stdout.write(csv_text(records))
+        sys.stdout.write(profile_csv(table))
     elif fmt is Format.md:
-        sys.stdout.write(markdown(records))
+        sys.stdout.write(profile_markdown(table))
     else:
         console = make_console()
-        console.print(rich_table(records, f"yoloab profile (imgsz {imgsz}, {records[0]['device_name']})"))
+        console.print(rich_table(table))
         console.print(f"[dim]stored {stored}[/]")
 
 

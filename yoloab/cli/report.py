@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..reporting import FORMATS, load_report, render_report, rich_report, write_report
 from .options import Results
 
 
@@ -43,10 +42,12 @@ def report(
     Without --out the table is printed (md: a Rich table on a terminal, Markdown otherwise; html embeds the plots);
     with --out, report.md/.csv/.tex/.html and the PNG plots are written there.
     """
+    from ..report import FORMATS, load_report, render_report, rich_report, write_report
+
     rep = load_report(results, dataset=dataset, baseline=baseline)
     plots = []
     if out is not None or fmt is Format.html:
-        from ..plots import report_plots  # matplotlib only when a plot is wanted
+        from ..report.plots import report_plots
 
         plots = report_plots(rep)
     text = render_report(rep, fmt.value, plots)

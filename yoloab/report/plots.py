@@ -11,11 +11,12 @@ import io
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .reporting import Plot, Report, ReportTable, Row, pareto_front, slug
-from .results import read_epochs
+from ..results import read_epochs
+from .table import Report, ReportTable, Row, slug
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +28,44 @@ SCATTER_SIZE = (8.0, 6.0)  # inches: 800 x 600 px
 CURVES_SIZE = (10.0, 7.5)  # inches: 1000 x 750 px
 MAP_COLUMN = "metrics/mAP50-95(B)"
 _RC = {"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11}
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A rendered PNG that belongs to a table.
+
+    Attributes:
+        table: Name of the table it illustrates.
+        filename: File name in the output folder.
+        title: Alternative text.
+        data: PNG bytes.
+    """
+
+    table: str
+    filename: str
+    title: str
+    data: bytes
+
+
+def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
+    """Indices of the non-dominated points: no other point has lower-or-equal cost and higher-or-equal score.
+
+    A point that another one beats in one coordinate and ties in the other is dominated; identical points are all
+    on the front.
+
+    Args:
+        costs: Lower is better (GFLOPs, latency).
+        scores: Higher is better (mAP).
+
+    Returns:
+        The indices on the front, ordered by cost (then by score, best first).
+    """
+    front = [
+        i
+        for i, (c, s) in enumerate(zip(costs, scores, strict=True))
+        if not any(c2 <= c and s2 >= s and (c2 < c or s2 > s) for c2, s2 in zip(costs, scores, strict=True))
+    ]
+    return sorted(front, key=lambda i: (costs[i], -scores[i]))
 
 
 def pixel_size(figsize: tuple[float, float]) -> tuple[int, int]:

@@ -1,0 +1,299 @@
+"""Records -> tables: run records grouped into one row per variant and settings, profile records one row each.
+
+`build_report` (and `load_report`, which reads the results store first) makes the tables of `yoloab report`;
+`profile_table` makes the table `yoloab profile` prints. Both fill the one model of `yoloab.report.table`, whose
+`finish` adds deltas, best marks and notes; rendering is left to the format modules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ResultsError, did_you_mean
+from ..results import load_profiles, load_runs
+from .metrics import ALWAYS_SHOWN, DATASET, PROFILE_COMMAND, STORED_PROFILE, Metric, Stat, mean_std, metrics_for
+from .table import Report, ReportTable, Row, finish
+
+GROUP_KEYS = ("yaml_sha256", "dataset_id", "epochs", "imgsz", "batch", "train_args", "device", "workers")
+"""Run-record keys that must match for runs to be seeds of one row (besides the variant name)."""
+
+RUN_SETTING_KEYS = ("dataset_id", "epochs", "imgsz", "batch", "train_args")
+"""Training settings stated under a run table (with the seeds)."""
+RUN_MEASURE_KEYS = ("flops_imgsz", "device_name")
+"""How the cost was counted and where the runs trained, stated with the versions."""
+PROFILE_SETTING_KEYS = ("imgsz", "batch", "device_name", "dtype", "threads")
+VERSION_KEYS = ("torch", "ultralytics", "yoloab", "python")
+_SETTING_NAMES = {
+    "dataset_id": "dataset id",
+    "train_args": "train args",
+    "flops_imgsz": "GFLOPs at imgsz",
+    "device_name": "device",
+    "yaml_sha256": "yaml",
+}
+
+
+def _freeze(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _setting_text(key: str, value: Any) -> str:
+    if key == "train_args":
+        return " ".join(f"{k}={v}" for k, v in sorted((value or {}).items())) or "none"
+    if key == "yaml_sha256" and value:
+        return str(value)[:8]
+    return "-" if value is None else str(value)
+
+
+def _run_row(
+    variant: str, label: str, records: list[dict[str, Any]], latency: dict[str, Any] | None, metrics: list[Metric]
+) -> Row:
+    records = sorted(records, key=lambda r: (_natural(str(r.get("seed"))), r.get("finished") or "", r.get("key") or ""))
+    ok = [r for r in records if r.get("status") == "ok"]
+    first = ok[0] if ok else records[0]
+    values = {}
+    for m in metrics:
+        if any(m.key in r for r in records):
+            values[m.key] = mean_std(r.get(m.key) for r in ok)
+        else:  # measured by `yoloab profile`, not by training (latency): the variant's latest profile record
+            value = latency.get(m.key) if latency else None
+            values[m.key] = Stat(value, None, int(value is not None))
+    return Row(
+        variant=variant,
+        label=label,
+        base=first.get("base"),
+        module=first.get("module"),
+        placement=first.get("placement"),
+        settings={k: first.get(k) for k in GROUP_KEYS},
+        values=values,
+        runs=ok,
+        failed=[r for r in records if r.get("status") != "ok"],
+        latency_source=latency,
+    )
+
+
+def _labels(groups: dict[tuple[str, ...], list[dict[str, Any]]]) -> dict[tuple[str, ...], str]:
+    """Row labels: the variant name, plus the settings that differ where one variant has several groups."""
+    by_variant: dict[str, list[tuple[str, ...]]] = {}
+    for key in groups:
+        by_variant.setdefault(key[0], []).append(key)
+    labels = {}
+    for variant, keys in by_variant.items():
+        differing = [i for i, k in enumerate(GROUP_KEYS, 1) if len({key[i] for key in keys}) > 1]
+        for key in keys:
+            first = groups[key][0]
+            extra = ", ".join(
+                f"{_SETTING_NAMES.get(GROUP_KEYS[i - 1], GROUP_KEYS[i - 1])} "
+                f"{_setting_text(GROUP_KEYS[i - 1], first.get(GROUP_KEYS[i - 1]))}"
+                for i in differing
+            )
+            labels[key] = f"{variant} ({extra})" if extra else variant
+    return labels
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    """Sort key that puts 'epochs 5' before 'epochs 10'."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def _row_order(row: Row) -> tuple[Any, ...]:
+    # each base model's baseline first, then its variants by name: the order of the articles' tables
+    return (row.base or "", row.module is not None, row.variant, _natural(row.label))
+
+
+def _shared(records: list[dict[str, Any]], keys: Iterable[str]) -> list[str]:
+    """'name value' for each key: the value where all records agree, else every value seen."""
+    items = []
+    for key in keys:
+        seen: dict[str, Any] = {}
+        for r in records:
+            seen.setdefault(_freeze(r.get(key)), r.get(key))
+        if not seen or seen.keys() == {"null"}:
+            continue
+        texts = sorted((_setting_text(key, v) for v in seen.values()), key=_natural)
+        text = texts[0] if len(texts) == 1 else " / ".join(texts) + " (differ)"
+        items.append(f"{_SETTING_NAMES.get(key, key)} {text}")
+    return items
+
+
+def _latency_line(rows: list[Row]) -> str:
+    sources = {row.label: row.latency_source for row in rows if row.latency_source}
+    if not sources:
+        return "Latency: no yoloab profile record with a latency for these variants ('-')."
+    keys = ("imgsz", "device_name", "dtype", "threads")
+    described = {
+        label: ", ".join(f"{_SETTING_NAMES.get(k, k)} {src[k]}" for k in keys if src.get(k) is not None)
+        for label, src in sources.items()
+    }
+    head = "Latency: median ms at batch 1, from the latest yoloab profile record of each variant"
+    if len(set(described.values())) == 1:
+        return f"{head} ({next(iter(described.values()))})."
+    return f"{head}; measured with different settings: " + "; ".join(f"{k}: {v}" for k, v in described.items()) + "."
+
+
+def _run_table(name: str, records: list[dict[str, Any]], latency: dict[str, dict[str, Any]]) -> ReportTable:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((str(r.get("variant")), *(_freeze(r.get(k)) for k in GROUP_KEYS)), []).append(r)
+    labels = _labels(groups)
+    metrics = metrics_for(DATASET, [*records, *latency.values()])
+    rows = sorted(
+        (_run_row(key[0], labels[key], recs, latency.get(key[0]), metrics) for key, recs in groups.items()),
+        key=_row_order,
+    )
+    table = ReportTable(DATASET, name, f"Dataset {name}", metrics, rows)
+    ok_runs = [r for row in rows for r in row.runs] or records
+    seeds = sorted({str(r.get("seed")) for r in ok_runs}, key=_natural)
+    table.settings = [
+        "Runs share: " + ", ".join([*_shared(ok_runs, RUN_SETTING_KEYS), f"seeds {', '.join(seeds)}"]) + ".",
+        "Measured with: " + ", ".join(_shared(ok_runs, (*RUN_MEASURE_KEYS, *VERSION_KEYS))) + ".",
+        _latency_line(table.shown),
+    ]
+    table.failures = [
+        f"{row.label} (seed {r.get('seed')}): " + " ".join(str(r.get("error") or f"status {r.get('status')}").split())
+        for row in rows
+        for r in row.failed
+    ]
+    return table
+
+
+def _profile_table(records: list[dict[str, Any]]) -> ReportTable:
+    metrics = metrics_for(STORED_PROFILE, records)
+    latest: dict[tuple[str, Any], dict[str, Any]] = {}
+    for r in records:  # oldest first: a later record of the same variant and size replaces an earlier one
+        latest[(str(r.get("variant")), r.get("imgsz"))] = r
+    several_sizes = len({imgsz for _, imgsz in latest}) > 1
+    rows = sorted(
+        (
+            Row(
+                variant=variant,
+                label=f"{variant} @{imgsz}" if several_sizes else variant,
+                base=r.get("base"),
+                module=r.get("module"),
+                placement=r.get("placement"),
+                settings={"imgsz": imgsz},
+                values={m.key: Stat(r.get(m.key), None, int(r.get(m.key) is not None)) for m in metrics},
+                runs=[r],
+            )
+            for (variant, imgsz), r in latest.items()
+        ),
+        key=_row_order,
+    )
+    table = ReportTable(STORED_PROFILE, "profile", "Profile (no training)", metrics, rows)
+    kept = [row.runs[0] for row in rows]
+    table.settings = [
+        "Profiled with: " + ", ".join(_shared(kept, (*PROFILE_SETTING_KEYS, *VERSION_KEYS))) + ".",
+        "Latency: median ms at batch 1 (latest record of each variant and size).",
+    ]
+    return table
+
+
+def _hint(name: str, names: Iterable[str], what: str) -> str:
+    names = sorted(set(names))
+    return did_you_mean(name, names) or (f" (stored {what}: {', '.join(names)})" if names else "")
+
+
+def build_report(
+    runs: list[dict[str, Any]],
+    profiles: list[dict[str, Any]],
+    *,
+    dataset: str | None = None,
+    baseline: str | None = None,
+    source: str = "the results directory",
+) -> Report:
+    """Group, aggregate and compare stored records into report tables.
+
+    Args:
+        runs: Run records (`yoloab.results.load_runs`), any order.
+        profiles: Profile records, oldest first (`yoloab.results.load_profiles`).
+        dataset: Only the table of this dataset (the profile-only table is left out).
+        baseline: Variant name to take every delta against, instead of each base model's baseline.
+        source: How to name where the records came from in error messages.
+
+    Returns:
+        One table per dataset, sorted by name, then one for the profile records (unless `dataset` is given).
+
+    Raises:
+        ResultsError: No record at all, or `dataset`/`baseline` matching nothing (with the nearest names).
+    """
+    runs = [r for r in runs if r.get("kind", "run") == "run"]
+    if not runs and not profiles:
+        raise ResultsError(f"{source} holds no run or profile record; run `yoloab sweep` or `yoloab profile` first")
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_dataset.setdefault(str(r.get("dataset") or "unknown"), []).append(r)
+    if dataset is not None and dataset not in by_dataset:
+        where = (
+            _hint(dataset, by_dataset, "datasets") if by_dataset else " (no training run stored; run `yoloab sweep`)"
+        )
+        raise ResultsError(f"no training run on dataset {dataset!r} in {source}{where}")
+
+    latency: dict[str, dict[str, Any]] = {}
+    for r in profiles:  # oldest first, so the latest measured latency of each variant wins
+        if r.get("latency_ms") is not None:
+            latency[str(r.get("variant"))] = r
+    tables = [_run_table(name, by_dataset[name], latency) for name in sorted(by_dataset) if dataset in (None, name)]
+    if dataset is None and profiles:
+        tables.append(_profile_table(profiles))
+
+    if baseline is not None:
+        names = {row.variant for t in tables for row in t.shown}
+        if baseline not in names:
+            on = f" on dataset {dataset!r}" if dataset else ""
+            raise ResultsError(
+                f"baseline {baseline!r} matches no variant{on} in {source}{_hint(baseline, names, 'variants')}"
+            )
+    for table in tables:
+        has_override = baseline is not None and any(row.variant == baseline for row in table.shown)
+        finish(table, baseline if has_override else None)
+    return Report(tables, baseline)
+
+
+def load_report(results_dir: str | Path, *, dataset: str | None = None, baseline: str | None = None) -> Report:
+    """Read the results store and build the report (see `build_report`).
+
+    Raises:
+        ResultsError: A missing directory, an unreadable record, or nothing matching the request.
+    """
+    path = Path(results_dir)
+    if not path.is_dir():
+        raise ResultsError(f"results directory '{path}' does not exist; run `yoloab sweep` or `yoloab profile` first")
+    try:
+        runs, profiles = load_runs(path), load_profiles(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # a hand-edited or foreign JSON file
+        raise ResultsError(f"cannot read the results store '{path}': {type(err).__name__}: {err}") from None
+    return build_report(runs, profiles, dataset=dataset, baseline=baseline, source=f"results directory '{path}'")
+
+
+def profile_table(records: list[dict[str, Any]], title: str = "yoloab profile") -> ReportTable:
+    """The table `yoloab profile` prints: one row per fresh record, in order.
+
+    Deltas are taken against the baseline of the same base model and input size, if profiled. Columns
+    no record has a value for are left out, except the two GFLOPs counts.
+    """
+    metrics = [
+        m
+        for m in metrics_for(PROFILE_COMMAND, records)
+        if m.key in ALWAYS_SHOWN or any(r.get(m.key) is not None for r in records)
+    ]
+    rows = [
+        Row(
+            variant=str(r.get("variant")),
+            label=str(r.get("variant")),
+            base=r.get("base"),
+            module=r.get("module"),
+            placement=r.get("placement"),
+            settings={"imgsz": r.get("imgsz")},
+            values={
+                m.key: Stat(r.get(m.key), r.get(m.profile_spread) if m.profile_spread else None, 1) for m in metrics
+            },
+            runs=[r],
+        )
+        for r in records
+    ]
+    table = ReportTable(PROFILE_COMMAND, "profile", title, metrics, rows)
+    finish(table)
+    return table
