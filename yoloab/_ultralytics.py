@@ -31,6 +31,7 @@ from torch import nn
 
 from . import __version__
 from .errors import ModelConfigError, UltralyticsCompatError, UnknownModuleError, did_you_mean
+from .registry import MODULES
 
 TESTED = ((8, 4, 0), (8, 5, 0))  # [low, high): the Ultralytics releases this integration was written against
 CONV_PARAMS = ("c1", "c2", "k", "s", "p", "g", "d", "act")
@@ -105,15 +106,6 @@ def install() -> None:
     _state["installed"] = True
 
 
-def expose(entry: Any) -> None:
-    """Make a newly registered module usable in yaml rows (installs the wrapper on first use)."""
-    install()
-
-
-def hide(entry: Any) -> None:
-    """Counterpart of `expose`; rows are resolved through the registry at build time, so nothing to undo."""
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # row resolution
 
@@ -139,8 +131,6 @@ def _resolves_natively(name: str) -> bool:
 
 def custom_entry(name: Any):
     """The registry entry a yaml row name refers to when yoloab (not Ultralytics) must build it, else None."""
-    from .registry import MODULES
-
     if not isinstance(name, str) or name not in MODULES:
         return None
     entry = MODULES.get(name)
@@ -154,8 +144,6 @@ def validate_rows(d: dict) -> None:
         ModelConfigError: a row is malformed.
         UnknownModuleError: a row names an unknown module; the message names the row and the nearest names.
     """
-    from .registry import MODULES
-
     where = d.get("yaml_file") or "model yaml"
     backbone, head = d.get("backbone"), d.get("head")
     if not isinstance(backbone, list) or not isinstance(head, list):

@@ -65,5 +65,9 @@ class SweepInputError(YoloabError):
     """A sweep setting that cannot be trained (bad `--train` key or value, seed, device or executor)."""
 
 
+class ProfileInputError(YoloabError):
+    """An image size, batch or device that cannot be profiled."""
+
+
 class ResultsError(YoloabError):
     """A results directory that is missing, empty or holds nothing matching the request."""

@@ -6,9 +6,10 @@ Regenerate that folder with `yoloab variants --preset article --out variants`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .models import get_base_model
-from .variants import Variant, make_variant
+if TYPE_CHECKING:  # the CLI reads PRESETS for its help text: no torch before a preset is built
+    from .variants import Variant
 
 # (base model, module, placement): the configurations of the source articles.
 ARTICLE: list[tuple[str, str, str]] = [
@@ -25,6 +26,9 @@ ARTICLE: list[tuple[str, str, str]] = [
 
 def article() -> list[Variant]:
     """The article configurations."""
+    from .models import get_base_model
+    from .variants import make_variant
+
     return [make_variant(get_base_model(b), m, p) for b, m, p in ARTICLE]
 
 

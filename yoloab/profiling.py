@@ -31,14 +31,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import __version__
 from ._ultralytics import ultralytics_version
-from .errors import YoloabError
+from .errors import ProfileInputError
 from .variants import Variant, build, count_params
 
 FLOP_TOLERANCE = 0.05
-
-
-class ProfileInputError(YoloabError):
-    """An image size, batch or device that cannot be profiled."""
 
 
 @dataclass

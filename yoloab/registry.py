@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-from torch import nn
+from typing import TYPE_CHECKING, Literal
 
 from .errors import DuplicateModuleError, UnknownModuleError, did_you_mean
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Role = Literal["downsample", "backbone"]
 ChannelRule = Literal["conv", "input"]
@@ -93,9 +94,28 @@ class ModuleEntry:
 class Registry:
     """A name -> `ModuleEntry` map with mmengine-style errors for duplicate and unknown names."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, on_first_use: Callable[[], None] | None = None) -> None:
+        """Create an empty registry.
+
+        Args:
+            kind: What it holds, for messages ('module').
+            on_first_use: Called once before the first read or write (`yoloab.activation.load_catalog` registers the
+                built-in catalog there, so that importing yoloab does not import torch).
+        """
         self.kind = kind
-        self._entries: dict[str, ModuleEntry] = {}
+        self.on_first_use = on_first_use
+        self._store: dict[str, ModuleEntry] = {}
+
+    @property
+    def _entries(self) -> dict[str, ModuleEntry]:
+        hook, self.on_first_use = self.on_first_use, None
+        if hook is not None:
+            try:
+                hook()
+            except BaseException:
+                self.on_first_use = hook  # try again next time rather than serve a half catalog silently
+                raise
+        return self._store
 
     def register(
         self,
@@ -132,6 +152,8 @@ class Registry:
         origin = f"{where}:{caller.f_lineno}"
 
         def decorate(klass: type[nn.Module]) -> type[nn.Module]:
+            from torch import nn  # the class's own module has imported torch already
+
             if not (isinstance(klass, type) and issubclass(klass, nn.Module)):
                 raise TypeError(f"register_module expects an nn.Module subclass, got {klass!r}")
             if channels not in CHANNEL_RULES:
@@ -163,17 +185,10 @@ class Registry:
                 "rename one of them (register_module(name=...))"
             )
         self._entries[entry.name] = entry
-        from . import _ultralytics  # deferred: _ultralytics imports this module
-
-        _ultralytics.expose(entry)
 
     def remove(self, name: str) -> None:
         """Forget a registration (tests and plugin reloads)."""
-        entry = self._entries.pop(name, None)
-        if entry is not None:
-            from . import _ultralytics
-
-            _ultralytics.hide(entry)
+        self._entries.pop(name, None)
 
     def get(self, name: str) -> ModuleEntry:
         """Return the entry for `name`, accepting a backbone size suffix (`RevCol-small`).

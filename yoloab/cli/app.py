@@ -19,6 +19,7 @@ from ..errors import (
     ModelConfigError,
     PlacementError,
     PluginError,
+    ProfileInputError,
     ResultsError,
     SweepInputError,
     UltralyticsCompatError,
@@ -26,7 +27,6 @@ from ..errors import (
     UnknownModuleError,
     YoloabError,
 )
-from ..profiling import ProfileInputError
 
 EXIT_CODES: dict[type[YoloabError], int] = {
     ProfileInputError: 2,
@@ -68,7 +68,7 @@ app = typer.Typer(
     help="Ablations and honest benchmarks of plug-in modules inside Ultralytics YOLO.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
@@ -87,4 +87,4 @@ _register_commands()
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    app(prog_name="yoloab")

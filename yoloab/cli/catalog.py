@@ -5,13 +5,14 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..models import base_models
-from ..registry import MODULES
 from .options import Plugins, load_plugins, make_console
 
 
 def list_catalog(plugin: Plugins = None) -> None:
     """List the registered modules (role, paper, article placement) and the available base models."""
+    from ..models import base_models
+    from ..registry import MODULES
+
     load_plugins(plugin)
     console = make_console()
     table = Table(title="Registered modules", title_justify="left")

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..datasets import load_dataset
-from ..executors import make_executor
-from ..profiling import check_imgsz
-from ..registry import MODULES
-from ..sweep import SweepOutcome, run_sweep
-from ..training import RunSpec, TrainSettings, parse_train_args, plan_runs, ultralytics_device
-from ..variants import select
 from .options import Models, Modules, PlacementOpt, Plugins, Results, Yamls, load_plugins, make_console
+
+if TYPE_CHECKING:
+    from ..sweep import SweepOutcome
+    from ..training import RunSpec
 
 console = make_console()
 
@@ -139,6 +136,15 @@ def sweep(
     Every run trains through Ultralytics' own trainer with the same settings. Re-running the same command skips
     finished runs and resumes interrupted ones. A failing variant is recorded as failed and the sweep goes on.
     """
+    # imported here, not at the top: `yoloab --help` must not wait for torch, Ultralytics and Ray
+    from ..datasets import load_dataset
+    from ..executors import make_executor
+    from ..profiling import check_imgsz
+    from ..registry import MODULES
+    from ..sweep import run_sweep
+    from ..training import TrainSettings, parse_train_args, plan_runs, ultralytics_device
+    from ..variants import select
+
     load_plugins(plugin)
     modules = MODULES.names() if module == ["all"] else (module or [])
     models = model or ([] if yamls else ["yolov8n"])

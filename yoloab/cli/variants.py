@@ -9,8 +9,6 @@ import typer
 from rich.table import Table
 
 from ..presets import PRESETS
-from ..registry import MODULES
-from ..variants import build, count_params, select, write_yaml
 from .options import Models, Modules, Nc, PlacementOpt, Plugins, Yamls, load_plugins, make_console
 
 
@@ -35,6 +33,9 @@ def variants(
 
     With no --module, every registered module is used; YAML files are built as given.
     """
+    from ..registry import MODULES
+    from ..variants import build, count_params, select, write_yaml
+
     load_plugins(plugin)
     if preset is not None:
         chosen = PRESETS.get(preset)

@@ -1,0 +1,129 @@
+"""A thin, fast shell: `--help` loads no heavy library, completion works, and `import yoloab` stays cheap yet
+registers the catalog; the registry and the Ultralytics adapter import each other in one direction only.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import yoloab
+
+ROOT = Path(yoloab.__file__).resolve().parents[1]
+HEAVY = ("torch", "ultralytics", "pandas", "matplotlib", "ray", "numpy")
+VERBS = ("list", "variants", "profile", "sweep", "report")
+
+
+def _python(code: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}  # this checkout, not an installed copy
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize("argv", [["--help"], *([verb, "--help"] for verb in VERBS)], ids=["top", *VERBS])
+def test_help_imports_no_heavy_library(argv):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from yoloab.cli.app import main
+        sys.argv = ["yoloab", *{argv!r}]
+        try:
+            main()
+        except SystemExit as e:
+            assert e.code in (0, None), e.code
+        print(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})))
+        """
+    )
+    out = _python(code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert "Usage: yoloab" in out.stdout
+    assert lines[-1] == "[]", f"--help imported {lines[-1]}"
+
+
+def test_import_yoloab_is_cheap_and_still_registers_the_catalog_with_ultralytics(tmp_path):
+    yaml = tmp_path / "adown.yaml"
+    yaml.write_text(
+        "nc: 3\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, ADown, [32]]\n"
+        "head:\n  - [[-1], 1, Detect, [nc]]\n"
+    )
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import yoloab
+        print(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})))
+        from ultralytics import YOLO
+        model = YOLO({str(yaml)!r}).model
+        print(type(model.model[1]).__name__, "ADown" in yoloab.MODULES)
+        """
+    )
+    out = _python(code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["[]", "ADown True"]
+
+
+def test_ultralytics_imported_first_is_wrapped_when_yoloab_is_imported():
+    code = "from ultralytics.nn import tasks\nimport yoloab\nprint(hasattr(tasks.parse_model, '__yoloab_original__'))"
+    out = _python(code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True"]
+
+
+def test_completion_installs_and_completes(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    code = "import sys\nfrom yoloab.cli.app import main\nsys.argv = ['yoloab', *sys.argv[1:]]\nmain()"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home), "SHELL": "/bin/bash"}
+    run = [sys.executable, "-c", code]
+    out = subprocess.run([*run, "--install-completion", "bash"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    script = home / ".bash_completions" / "yoloab.sh"
+    assert "_YOLOAB_COMPLETE=complete_bash" in script.read_text()
+    assert str(script) in (home / ".bashrc").read_text()
+    env |= {"_YOLOAB_COMPLETE": "complete_bash", "COMP_WORDS": "yoloab pro", "COMP_CWORD": "1"}
+    out = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.split() == ["profile"], out.stderr[-2000:]
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a top-level yoloab file imports, deferred imports too (`from . import x` is `yoloab.x`)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(f"yoloab.{node.module}")
+        elif isinstance(node, ast.ImportFrom):
+            names |= {f"yoloab.{a.name}" for a in node.names}
+    return names
+
+
+def test_registry_and_ultralytics_adapter_import_in_one_direction():
+    registry = _imports(ROOT / "yoloab" / "registry.py")
+    adapter = _imports(ROOT / "yoloab" / "_ultralytics.py")
+    assert "yoloab._ultralytics" not in registry
+    assert "yoloab.registry" in adapter
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("argv", [["--help"], ["profile", "--help"]], ids=["top", "profile"])
+def test_help_answers_under_half_a_second(argv):
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-m", "yoloab", *argv], capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
+        times.append(time.perf_counter() - t0)
+        assert out.returncode == 0
+    print(f"\nyoloab {' '.join(argv)}: median {statistics.median(times):.2f} s of {[round(t, 2) for t in times]}")
+    assert statistics.median(times) < 0.5
