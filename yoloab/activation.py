@@ -13,7 +13,6 @@ without loading torch. Ultralytics itself is touched only in `yoloab._ultralytic
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
@@ -46,7 +45,7 @@ def install_parser() -> None:
     _ultralytics.install()
 
 
-class _AfterExec(importlib.abc.Loader):
+class _AfterExec:  # a loader; not an importlib.abc subclass, whose import costs more than this module
     """Runs the real loader, then installs the wrapper; everything else is the real loader's."""
 
     def __init__(self, loader: Any) -> None:
@@ -64,7 +63,7 @@ class _AfterExec(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _ParserWatcher(importlib.abc.MetaPathFinder):
+class _ParserWatcher:  # a meta-path finder
     """Finds nothing itself; wraps the loader of `ultralytics.nn.tasks` the first time it is imported."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:

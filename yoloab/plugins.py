@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
@@ -83,6 +82,8 @@ def load_entry_points() -> list[str]:
     Raises:
         PluginError: an entry point fails to load; the message names it and its package.
     """
+    from importlib.metadata import entry_points  # costs more than the rest of `import yoloab`: only when loading
+
     loaded = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
