@@ -8,11 +8,16 @@ its spread comes from; the builders (`yoloab.report.build`) fill it from the rec
     register_metric(Metric("gflops_fused", "GFLOPs fused", r"GFLOPs$_\text{fused}$", 2, tables=ALL_TABLES))
 
 A key with a `{name}` field is a dynamic column: it becomes one column per matching record key, in the order of
-first appearance. `Metric("latency_ms_{runtime}", "latency {runtime} (ms)", "Latency {runtime} (ms)", 2)` gives
-`latency_ms_onnxruntime`, `latency_ms_openvino`, ... for the runtimes the records hold.
+first appearance (the field matches letters and digits). For one latency column per runtime::
 
-A Δ may carry a confidence interval and a significance mark: set `delta_ci` to the record-key prefix of the
-interval (`map50_95_delta` reads `map50_95_delta_ci_low`, `..._ci_high` and `..._significant`).
+    register_metric(Metric("latency_ms_{runtime}", "latency {runtime} (ms)", "Latency {runtime} (ms)", 2))
+
+gives `latency_ms_onnxruntime`, `latency_ms_openvino`, ... for the runtimes the records hold.
+
+A Δ may carry a confidence interval and a significance mark (`yoloab.report.table.Delta`), rendered by every format
+as `+1.2 (+3.4%) [-0.1, +2.5]*`. Set `delta_ci` to the record-key prefix of the interval when a row's one record
+holds it (`map50_95_delta` reads `map50_95_delta_ci_low`, `..._ci_high` and `..._significant`); a statistics step
+over several seeds may instead fill `Row.deltas` with `Delta(...)` itself after `finish`.
 """
 
 from __future__ import annotations
@@ -94,7 +99,8 @@ class Metric:
             return [self]
         field_name = re.search(r"\{(\w+)\}", self.key).group(1)  # type: ignore[union-attr]
         head, tail = self.key.split("{" + field_name + "}")
-        pattern = re.compile(re.escape(head) + r"(\w+?)" + re.escape(tail) + "$")
+        # no underscore in the field: `latency_ms_onnxruntime_iqr` is not a runtime named `onnxruntime_iqr`
+        pattern = re.compile(re.escape(head) + r"([A-Za-z0-9]+)" + re.escape(tail) + "$")
         out: dict[str, Metric] = {}
         for key in keys:
             match = pattern.match(key)
