@@ -160,7 +160,7 @@ def _run_table(name: str, records: list[dict[str, Any]], latency: dict[str, dict
     return table
 
 
-def _profile_table(records: list[dict[str, Any]]) -> ReportTable:
+def _stored_profile_table(records: list[dict[str, Any]]) -> ReportTable:
     metrics = metrics_for(STORED_PROFILE, records)
     latest: dict[tuple[str, Any], dict[str, Any]] = {}
     for r in records:  # oldest first: a later record of the same variant and size replaces an earlier one
@@ -237,7 +237,7 @@ def build_report(
             latency[str(r.get("variant"))] = r
     tables = [_run_table(name, by_dataset[name], latency) for name in sorted(by_dataset) if dataset in (None, name)]
     if dataset is None and profiles:
-        tables.append(_profile_table(profiles))
+        tables.append(_stored_profile_table(profiles))
 
     if baseline is not None:
         names = {row.variant for t in tables for row in t.shown}
