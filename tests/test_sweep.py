@@ -440,20 +440,31 @@ def test_checkpoint_state_on_disk(two_runs, tmp_path):
     import shutil
     from types import SimpleNamespace
 
+    import torch
+
     from yoloab.training import _checkpoint
 
     results, _ = two_runs
     src = Path(next(r for r in _records(results) if r["variant"] == "yolov8n")["run_dir"])
-    run = SimpleNamespace(run_dir=tmp_path / "run")
+    assert not (src / "weights" / "last.safe.pt").exists()  # removed once the run was recorded
+    run = SimpleNamespace(run_dir=tmp_path / "run", settings=SimpleNamespace(epochs=1))
     shutil.copytree(src, run.run_dir)
     state, model = _checkpoint(run)
     assert state == "finished" and model.ckpt_path.endswith("best.pt")  # Ultralytics stripped it: validate only
-    # last.pt cut short by a kill: the atomic safe copy (written after epoch 1, before the final strip) takes over
-    last = run.run_dir / "weights" / "last.pt"
-    last.write_bytes(last.read_bytes()[:1000])
+    # a checkpoint saved after epoch 1, before Ultralytics' final strip (as last.safe.pt is): epoch 0, not -1
+    last, safe = run.run_dir / "weights" / "last.pt", run.run_dir / "weights" / "last.safe.pt"
+    ckpt = torch.load(last, weights_only=False)
+    ckpt["epoch"] = 0
+    torch.save(ckpt, safe)
+    last.write_bytes(last.read_bytes()[:1000])  # last.pt cut short by a kill: the atomic safe copy takes over
+    run.settings.epochs = 2
     state, model = _checkpoint(run)
     assert state == "resume" and model.ckpt["epoch"] == 0
-    assert last.read_bytes() == (run.run_dir / "weights" / "last.safe.pt").read_bytes()
+    assert last.read_bytes() == safe.read_bytes()
+    # the same checkpoint when epoch 1 was the last one: training ended, only the final validation is left
+    run.settings.epochs = 1
+    state, model = _checkpoint(run)
+    assert state == "finished" and model.ckpt_path.endswith("best.pt")
     # nothing usable at all: start clean
     for name in ("last.pt", "last.safe.pt"):
         (run.run_dir / "weights" / name).write_bytes(b"")

@@ -30,7 +30,7 @@ from typing import Any
 from torch import nn
 
 from . import __version__
-from .errors import ModelConfigError, UltralyticsCompatError, UnknownModuleError, did_you_mean
+from .errors import ModelConfigError, ModelRowError, UltralyticsCompatError, UnknownModuleError, did_you_mean
 from .registry import MODULES
 
 TESTED = ((8, 4, 0), (8, 5, 0))  # [low, high): the Ultralytics releases this integration was written against
@@ -156,12 +156,62 @@ def validate_rows(d: dict) -> None:
         if not isinstance(name, str):
             raise ModelConfigError(f"{where}: row {i} ({section}) names module {name!r}; expected a class name")
         if name in MODULES or _resolves_natively(name):
+            _check_first_arg(d, i, section, row, where)
             continue
         known = set(MODULES.names()) | ultralytics_module_names()
         raise UnknownModuleError(
             f"{where}: row {i} ({section}) names unknown module '{name}'{did_you_mean(name, known)}; "
             f"yoloab modules: {', '.join(MODULES.names())} (plugins: --plugin FILE)"
         )
+
+
+def _check_first_arg(d: dict, i: int, section: str, row: list, where: str) -> None:
+    """A first argument (the output channels, width-scaled) that is text must be a name parse_model resolves.
+
+    parse_model reads a string argument as a yaml key or a Python literal and otherwise keeps the text, which then
+    fails deep inside the build (`'<' not supported between 'int' and 'str'`); modules whose arguments are their own
+    (an "input"-rule backbone's size, e.g. `[small]`) are left to their constructor.
+    """
+    from .registry import MODULES
+
+    if row[2] in MODULES and MODULES.get(row[2]).channels != "conv":
+        return
+    first = row[3][0] if row[3] else None
+    if isinstance(first, str) and first != "nc" and first not in d and isinstance(_literal(first, d), str):
+        raise ModelRowError(
+            f"{where}: row {i} ({section}) {row[2]} has output channels {first!r}; expected a number (or nc)"
+        )
+
+
+def check_train_values(args: dict[str, Any]) -> None:
+    """Check trainer argument values with Ultralytics' own checks, before anything trains.
+
+    Types and ranges go through `ultralytics.cfg.check_cfg`; the optimizer name through the trainer's
+    `build_optimizer` on a one-parameter model (the list of names is local to it).
+
+    Raises:
+        SweepInputError: the first value Ultralytics would refuse, naming it.
+    """
+    from ultralytics.cfg import check_cfg
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from .errors import SweepInputError
+
+    for key, value in args.items():
+        try:
+            check_cfg({key: value})
+        except (TypeError, ValueError) as err:
+            raise SweepInputError(f"--train {key}={'' if value is None else value}: {err}") from err
+    name = args.get("optimizer")
+    if name is not None and str(name).lower() != "auto":
+        try:
+            with quiet_logs(True):
+                BaseTrainer.build_optimizer(None, nn.Linear(1, 1), name=str(name))
+        except NotImplementedError as err:
+            first = str(err).split(". ")[0]
+            raise SweepInputError(f"--train optimizer={name}: {first}") from err
+        except Exception:  # noqa: S110 - any other failure of the dummy build is not about the name
+            pass
 
 
 @dataclass

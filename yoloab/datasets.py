@@ -14,6 +14,7 @@ and `val` folders (or list files) that exist.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -26,7 +27,7 @@ import numpy as np
 import yaml
 
 from .errors import DatasetError
-from .variants import write_atomic
+from .variants import DIR_MODE, write_atomic
 
 BUILTIN = "builtin"
 BUILTIN_VERSION = 1  # bump when the generator changes, so cached copies and run keys change with it
@@ -83,10 +84,24 @@ def make_shapes_dataset(
     data_yaml = root / "data.yaml"
     if data_yaml.is_file():
         return data_yaml
-    # Generated beside the target and renamed into place, so that two processes generating at once, or one killed
-    # half-way, never leave a partial dataset behind a data yaml.
+    # Generated beside the target and renamed into place, so that a process killed half-way never leaves a partial
+    # dataset behind a data yaml; one generator at a time (a lock the OS drops with its holder), which also clears
+    # what a killed one left.
     root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if data_yaml.is_file():  # made by the process we waited for
+            return data_yaml
+        for stale in root.parent.glob(f".{root.name}.*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        _generate(root, n_train, n_val, imgsz, max_objects, seed)
+    return data_yaml
+
+
+def _generate(root: Path, n_train: int, n_val: int, imgsz: int, max_objects: int, seed: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    os.chmod(tmp, DIR_MODE)  # mkdtemp makes it private; the dataset is an ordinary folder
     try:
         rng = np.random.default_rng(seed)
         for split, n in (("train", n_train), ("val", n_val)):
@@ -98,14 +113,9 @@ def make_shapes_dataset(
                 (tmp / "labels" / split / f"{k:05d}.txt").write_text("\n".join(labels) + "\n")
         names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
         write_atomic(tmp / "data.yaml", f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not data_yaml.is_file():  # not lost to a concurrent generator: a real failure
-                raise
+        os.rename(tmp, root)  # onto a missing or empty folder
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return data_yaml
 
 
 @dataclass(frozen=True)

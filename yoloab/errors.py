@@ -8,7 +8,17 @@ place (`yoloab.cli.app.EXIT_CODES`) and prints its message as one line, without 
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
+from types import TracebackType
+
+
+def quiet_interrupt(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    """A `sys.excepthook` that says a Ctrl-C that escaped (one pressed while modules import) in one line."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stderr.write("yoloab: stopped (Ctrl-C)\n")
+        return
+    sys.__excepthook__(kind, value, tb)
 
 
 def nearest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
@@ -41,6 +51,14 @@ class ModelConfigError(YoloabError):
     """A model yaml that cannot be read or built."""
 
 
+class ModelRowError(ModelConfigError):
+    """A model yaml row whose arguments cannot be what its module expects (a non-numeric channel count)."""
+
+
+class VariantNameError(YoloabError):
+    """A variant name that cannot be a file name inside the results directory (a path separator or `..`)."""
+
+
 class UnknownModelError(YoloabError):
     """A base model name that the installed Ultralytics does not ship."""
 
@@ -71,3 +89,11 @@ class ProfileInputError(YoloabError):
 
 class ResultsError(YoloabError):
     """A results directory that is missing, empty or holds nothing matching the request."""
+
+
+class StorageError(YoloabError):
+    """A results directory that cannot be written: not a folder, read-only, or out of space."""
+
+
+class YoloabWarning(UserWarning):
+    """Something the user should know that does not stop the command (a damaged record moved aside)."""

@@ -3,6 +3,12 @@
 Both only train and hand records back; the driver (`yoloab.sweep.run_sweep`) alone skips, locks and stores, so
 resuming, skipping and failure records behave exactly as with the in-process executor.
 
+Workers die with their driver: a subprocess is started with the kernel told to SIGKILL it when the driver dies
+(Linux `PR_SET_PDEATHSIG`), and it inherits the driver's lock on its run, so even where that signal does not exist a
+second sweep cannot take the run while an orphan lives. It imports only installed code: the working directory is
+taken off its `sys.path` before anything is imported, so a `cv2.py` there cannot shadow a library. A local Ray instance
+started by the driver has node address 127.0.0.1 and no dashboard, and Ray stops it with the driver.
+
 Device pinning: each run sees only its device (`CUDA_VISIBLE_DEVICES` set by yoloab for a subprocess, by Ray for a
 task) and is given Ultralytics device `0`. Ultralytics 8.4's `select_device` reads CUDA indices relative to the
 visible devices and leaves `CUDA_VISIBLE_DEVICES` alone, so the pinned run cannot drift to another GPU.
@@ -10,22 +16,49 @@ visible devices and leaves `CUDA_VISIBLE_DEVICES` alone, so the pinned run canno
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
 import pickle
+import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import SweepInputError
+from .sweep import held_lock_fd, worker_dir
 from .training import RunSpec, base_record, now
 
 POLL_S = 0.5
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# `python -c` rather than `-m`: -m puts the working directory first on sys.path (and -P, which would not, needs 3.11)
+WORKER_BOOT = (
+    "import sys\n"
+    "if sys.path and sys.path[0] == '': del sys.path[0]\n"
+    "sys.path.append(sys.argv.pop(1))  # where the driver's yoloab lives, after every installed package\n"
+    "from yoloab.worker import main\n"
+    "sys.exit(main())\n"
+)
+
+
+def _die_with_parent_fn() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel SIGKILL the child when its parent dies (Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return preexec
 
 
 def parse_devices(text: str) -> list[str]:
@@ -71,13 +104,13 @@ class DevicesExecutor:
         """Train the runs over the device slots, yielding records as runs finish."""
         queue = list(specs)
         busy: dict[str, tuple[RunSpec, subprocess.Popen, Path, int]] = {}
-        with tempfile.TemporaryDirectory(prefix="yoloab-workers-") as tmp:
+        try:
             while queue or busy:
                 for device in self.devices:
                     if device not in busy and queue and not stop():
                         spec = queue.pop(0)
                         events.started(spec)
-                        busy[device] = (spec, *self._start(spec, device, Path(tmp)), 0)
+                        busy[device] = (spec, *self._start(spec, device), 0)
                 for device, (spec, proc, folder, seen) in list(busy.items()):
                     epoch = _read_progress(folder / "progress.json")
                     if epoch and epoch[0] != seen:
@@ -86,35 +119,56 @@ class DevicesExecutor:
                     if proc.poll() is None:
                         continue
                     del busy[device]
+                    record = _read_record(folder / "record.json")
+                    shutil.rmtree(folder, ignore_errors=True)
                     if proc.returncode == 130:  # stopped after saving: no record, resumes next time
                         continue
-                    out = folder / "record.json"
-                    if out.is_file():
-                        yield spec, json.loads(out.read_text())
-                    else:
+                    if record is None:
                         log = spec.results_dir / "train" / f"{spec.run_name}.log"
-                        yield spec, failed_record(spec, f"worker exited with code {proc.returncode} (log: {log})")
+                        record = failed_record(spec, f"worker exited with code {proc.returncode} (log: {log})")
+                    yield spec, record
                 if not busy and (stop() or not queue):
                     break
                 time.sleep(POLL_S)
+        finally:  # a second Ctrl-C (the workers, in our process group, got it too) or an error in the driver
+            for _, proc, folder, _ in busy.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()  # the driver is giving up: the run resumes from its last saved epoch next time
+                    proc.wait()
+                shutil.rmtree(folder, ignore_errors=True)
 
     @staticmethod
-    def _start(spec: RunSpec, device: str, tmp: Path) -> tuple[subprocess.Popen, Path]:
-        folder = Path(tempfile.mkdtemp(prefix=f"{spec.key[:8]}-", dir=tmp))
+    def _start(spec: RunSpec, device: str) -> tuple[subprocess.Popen, Path]:
+        folder = worker_dir(spec.results_dir, spec.key)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
         (folder / "spec.pkl").write_bytes(pickle.dumps(pinned(spec, device)))
         env = dict(os.environ)
         env["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else device
         log = spec.results_dir / "train" / f"{spec.run_name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = held_lock_fd(spec.results_dir, spec.key)
+        package_root = str(Path(__file__).resolve().parent.parent)
         with open(log, "ab") as fh:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "yoloab.worker", str(folder / "spec.pkl"), str(folder / "record.json")]
-                + [str(folder / "progress.json")],
+                [sys.executable, "-c", WORKER_BOOT, package_root]
+                + [str(folder / "spec.pkl"), str(folder / "record.json"), str(folder / "progress.json")],
                 env=env,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
+                pass_fds=() if lock_fd is None else (lock_fd,),
+                preexec_fn=_die_with_parent_fn(),  # noqa: PLW1509 - the driver starts workers from its main thread
             )
         return proc, folder
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _read_progress(path: Path) -> tuple[int, int] | None:
@@ -159,8 +213,11 @@ class RayExecutor:
     def _connect(self) -> float:
         ray = self.ray
         if not ray.is_initialized():
+            # An instance we start is ours alone: it advertises loopback (Ray versions that bind their servers to the
+            # node address then listen there only) and has no dashboard. A cluster named by --address is the user's.
+            local = {"_node_ip_address": "127.0.0.1"} if self.address is None else {}
             try:
-                ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
+                ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **local)
             except ConnectionError as err:
                 raise SweepInputError(f"cannot reach the Ray cluster at '{self.address}': {err}") from err
         gpus = ray.cluster_resources().get("GPU", 0)

@@ -474,11 +474,19 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
     device = resolve_device(settings.device)
     if settings.batch < 1:
         raise ProfileInputError(f"batch {settings.batch} must be at least 1")
+    if settings.threads is not None and settings.threads < 1:
+        raise ProfileInputError(f"--threads {settings.threads} must be at least 1 (or left out: all cores)")
+    if settings.nc is not None and settings.nc < 1:
+        raise ProfileInputError(f"--nc {settings.nc} must be at least 1 (or left out: the yaml's nc)")
     if settings.half and device.type != "cuda":
         raise ProfileInputError("--half needs a CUDA device; fp16 convolutions on CPU are not what papers report")
     models = {v.name: build(v, nc=settings.nc) for v in variants}
     for name, model in models.items():
         check_imgsz(settings.imgsz, model_stride(model), name)
+    if settings.latency:
+        from .memory import check_memory
+
+        check_memory(models, device, settings)
 
     threads = settings.threads or os.cpu_count() or 1
     if device.type == "cpu":

@@ -2,11 +2,14 @@
 
 - Skipping: a run whose stored record is `ok` is not trained again; a `failed` one is retried from scratch.
 - Concurrency: while a run trains, the driver holds an exclusive lock on `locks/<key>.lock` (released by the OS if
-  the process dies, even by SIGKILL). A second sweep on the same results directory skips a locked run at first,
-  comes back to it at the end, waits for the lock, and trains it only if no record appeared meanwhile.
+  the process dies, even by SIGKILL); a worker process inherits it, so an orphaned worker still holds its run. A
+  second sweep on the same results directory skips a locked run at first, comes back to it at the end, waits for
+  the lock, and trains it only if no record appeared meanwhile.
 - Ctrl-C: the first one lets the run in flight finish its epoch and save, then stops the sweep (nothing recorded
   for that run; it resumes next time); a second one stops at once.
-- Records are stored as they arrive, atomically, one file per run key: never half-written, never duplicated.
+- Records are stored as they arrive, atomically, one file per run key: never half-written, never duplicated. A
+  damaged record is moved to `damaged/` (see `yoloab.results.quarantine`) and its run trained again. Once a run's
+  `ok` record is stored, its `weights/last.safe.pt` (the resumable copy of the last epoch) is removed.
 """
 
 from __future__ import annotations
@@ -93,12 +96,34 @@ class SweepOutcome:
         return [r for r in self.records if r["status"] != "ok"]
 
 
+_HELD: dict[Path, RunLock] = {}
+
+
+def held_lock_fd(results_dir: Path, key: str) -> int | None:
+    """The file descriptor of the lock this process holds on run `key` (for a worker to inherit), or None."""
+    lock = _HELD.get(RunLock(results_dir, key).path)
+    return lock.fileno() if lock is not None else None
+
+
+def worker_dir(results_dir: Path, key: str) -> Path:
+    """Where a worker process of run `key` exchanges files with the driver (cleared by whoever takes the lock)."""
+    return results_dir / "locks" / f"{key}.worker"
+
+
 class RunLock:
-    """An exclusive, non-blocking-by-default lock on one run key, held by this process until released or exit."""
+    """An exclusive, non-blocking-by-default lock on one run key, held by this process until released or exit.
+
+    The lock belongs to the open file: a child process that inherits the descriptor keeps the run locked after this
+    process dies, until the child exits too.
+    """
 
     def __init__(self, results_dir: Path, key: str) -> None:
         self.path = results_dir / "locks" / f"{key}.lock"
         self._fh: Any = None
+
+    def fileno(self) -> int | None:
+        """The descriptor of the held lock, or None."""
+        return self._fh.fileno() if self._fh is not None else None
 
     def acquire(self, block: bool = False) -> bool:
         """Take the lock; returns False if another process holds it (only when not blocking)."""
@@ -110,11 +135,13 @@ class RunLock:
             fh.close()
             return False
         self._fh = fh
+        _HELD[self.path] = self
         return True
 
     def release(self) -> None:
         """Let the lock go (the lock file stays: removing it would race with a waiting process)."""
         if self._fh is not None:
+            _HELD.pop(self.path, None)
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
@@ -201,6 +228,7 @@ def _train_claimed(
             continue
         if done is not None:  # a failed run is retried from scratch, not resumed from the state that failed
             shutil.rmtree(spec.run_dir, ignore_errors=True)
+        shutil.rmtree(worker_dir(spec.results_dir, spec.key), ignore_errors=True)  # left by a killed sweep
         locks[spec.key] = lock
     claimed = [s for s in specs if s.key in locks]
     seen: set[str] = set()
@@ -208,6 +236,8 @@ def _train_claimed(
         for spec, record in executor.run(claimed, events, stop):
             seen.add(spec.key)
             store_run(record, spec.results_dir)
+            if record.get("status") == "ok":  # recorded: the resumable copy is no longer needed
+                (spec.run_dir / "weights" / "last.safe.pt").unlink(missing_ok=True)
             locks.pop(spec.key).release()
             outcome.records.append(record)
             events.finished(spec, record)

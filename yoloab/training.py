@@ -7,8 +7,10 @@ the sweep's name are left out: they decide where a run trains, not what it learn
 
 Resuming: Ultralytics writes `weights/last.pt` after every epoch (not atomically). After each save yoloab copies it
 atomically to `weights/last.safe.pt`, so a run killed at any point restarts from the last whole epoch: from
-`last.pt` when it loads, else from the safe copy. A run killed after training but before its record was written
-(`last.pt` already stripped by Ultralytics' final step) is only validated again.
+`last.pt` when it loads, else from the safe copy. A run whose last saved epoch is its final one (killed after
+Ultralytics' final step stripped `last.pt`, or between the final save and that step) is not trained again: its
+`best.pt` is validated, as Ultralytics' final step would have. A `best.pt` that cannot be read then fails the run,
+saying so, rather than validating another checkpoint in its place.
 
 `train_run` never writes the results store: it returns the record, and the caller (the sweep driver, whatever the
 executor) stores it. So local, multi-GPU and Ray sweeps skip, resume and record failures the same way.
@@ -33,11 +35,11 @@ from typing import Any
 import yaml
 
 from . import __version__
-from ._ultralytics import quiet_logs, trainer_defaults, ultralytics_version
+from ._ultralytics import check_train_values, quiet_logs, trainer_defaults, ultralytics_version
 from .datasets import Dataset
 from .errors import SweepInputError, YoloabError, did_you_mean
 from .results import read_epochs
-from .variants import Variant, build, to_yaml, write_atomic
+from .variants import FILE_MODE, Variant, build, to_yaml, write_atomic
 
 FLOPS_IMGSZ = 640  # the input size papers quote GFLOPs at, whatever size a sweep trains at
 KEY_FORMAT = 1  # bump when what the key hashes changes
@@ -98,8 +100,8 @@ def parse_train_args(items: list[str] | None) -> dict[str, Any]:
     """Parse repeated `--train KEY=VALUE` options into trainer arguments (values read as yaml scalars).
 
     Raises:
-        SweepInputError: malformed item, unknown trainer argument (with the nearest names), or an argument that has
-            its own option.
+        SweepInputError: malformed item, unknown trainer argument (with the nearest names), an argument that has
+            its own option, or a value Ultralytics' own config checks refuse (`lr0=abc`, `optimizer=Foo`, `lr0=`).
     """
     known = trainer_defaults()
     out: dict[str, Any] = {}
@@ -119,6 +121,7 @@ def parse_train_args(items: list[str] | None) -> dict[str, Any]:
             out[key] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as err:
             raise SweepInputError(f"--train {key}: cannot read value '{raw}'") from err
+    check_train_values(out)
     return out
 
 
@@ -345,16 +348,21 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> dict[str, Any]:
     return record
 
 
-def _open(path: Path) -> Any:
-    """The checkpoint loaded as a YOLO model, or None where it is missing or cut short by a kill."""
+def _load(path: Path) -> tuple[Any, str | None]:
+    """The checkpoint loaded as a YOLO model, or None and why (missing, or cut short by a kill)."""
     from ultralytics import YOLO
 
     if not path.is_file():
-        return None
+        return None, "missing"
     try:
-        return YOLO(str(path))
-    except Exception:
-        return None
+        return YOLO(str(path)), None
+    except Exception as err:
+        return None, error_text(err)
+
+
+def _open(path: Path) -> Any:
+    """The checkpoint loaded as a YOLO model, or None where it is missing or cut short by a kill."""
+    return _load(path)[0]
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -362,6 +370,7 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -369,7 +378,11 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
 
 def _checkpoint(spec: RunSpec) -> tuple[str, Any]:
-    """What is on disk, each checkpoint loaded once: ('new', None), ('resume', last) or ('finished', best)."""
+    """What is on disk, each checkpoint loaded once: ('new', None), ('resume', last) or ('finished', best).
+
+    Raises:
+        FileNotFoundError: training ended but `best.pt` cannot be read (the record says so).
+    """
     weights = spec.run_dir / "weights"
     last, safe = weights / "last.pt", weights / "last.safe.pt"
     model = _open(last)
@@ -379,8 +392,14 @@ def _checkpoint(spec: RunSpec) -> tuple[str, Any]:
         if spec.run_dir.exists():
             shutil.rmtree(spec.run_dir)  # nothing usable: start clean rather than mix two runs' results.csv
         return "new", None
-    if (model.ckpt or {}).get("epoch", -1) == -1:  # stripped by Ultralytics' final step: training ended
-        return "finished", _open(weights / "best.pt") or model
+    epoch = (model.ckpt or {}).get("epoch", -1)
+    # -1: stripped by Ultralytics' final step. The final epoch saved but not yet stripped (a kill or a full disk in
+    # between) is just as finished: Ultralytics refuses to resume it ("nothing to resume").
+    if epoch == -1 or epoch + 1 >= spec.settings.epochs:
+        best, why = _load(weights / "best.pt")
+        if best is None:
+            raise FileNotFoundError(f"training ended but {weights / 'best.pt'} cannot be read ({why}); not validated")
+        return "finished", best
     return "resume", model
 
 

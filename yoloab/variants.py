@@ -20,7 +20,7 @@ from torch import nn
 
 from . import __version__
 from ._ultralytics import ultralytics_version, validate_rows
-from .errors import ModelConfigError, YoloabError
+from .errors import ModelConfigError, VariantNameError, YoloabError
 from .models import BaseModel, get_base_model, load_model_yaml
 from .placement import label, resolve, row_strides
 from .registry import MODULES, ModuleEntry, split_size
@@ -150,13 +150,35 @@ def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str) -> Variant
     )
 
 
+_UNSAFE = re.compile(r"[^\w.+=-]")
+
+
+def safe_name(name: Any, where: str) -> str:
+    """A variant name as a file name: characters other than letters, digits and `._+=-` become `_`.
+
+    Raises:
+        VariantNameError: a name that would leave its folder (a path separator, `..`) or is empty.
+    """
+    text = str(name).strip()
+    if not text or "/" in text or "\\" in text or ".." in text or "\0" in text or text.startswith("."):
+        raise VariantNameError(
+            f"{where}: variant name {text!r} cannot be a file name (no '/', '\\', '..' or leading '.'); "
+            "expected e.g. yolov8n-MyDown"
+        )
+    return _UNSAFE.sub("_", text)
+
+
 def from_yaml(path: str | Path) -> Variant:
-    """A variant read from a yaml file (a generated one or a user's own)."""
+    """A variant read from a yaml file (a generated one or a user's own); its name is made a safe file name.
+
+    Raises:
+        VariantNameError: the yoloab header names the variant with a path separator or `..`.
+    """
     path = Path(path)
     d = load_model_yaml(path)
     meta = d.get("yoloab") if isinstance(d.get("yoloab"), dict) else {}
     return Variant(
-        meta.get("name", path.stem),
+        safe_name(meta.get("name", path.stem), str(path)),
         meta.get("base", path.stem),
         d,
         meta.get("module"),
@@ -206,6 +228,16 @@ def build(variant: Variant, nc: int | None = None, verbose: bool = False) -> nn.
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ModelConfigError(f"{variant.name}: cannot build: {type(err).__name__}: {first}") from err
+
+
+def check_buildable(variants: list[Variant]) -> None:
+    """Build every variant once, as `profile` does, so that a sweep refuses a bad one before it trains any.
+
+    Raises:
+        YoloabError: the first variant that cannot be built (unknown module, bad row), naming its row.
+    """
+    for variant in variants:
+        build(variant)
 
 
 def count_params(model: nn.Module) -> int:
@@ -293,6 +325,8 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file; mkstemp/mkdtemp make private 0600/0700 ones
+DIR_MODE = 0o777 & ~_UMASK
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -302,7 +336,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a results file should be as readable as any other
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a results file should be as readable as any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -7,6 +7,8 @@ shows the traceback instead.
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -17,15 +19,19 @@ from ..errors import (
     DatasetError,
     DuplicateModuleError,
     ModelConfigError,
+    ModelRowError,
     PlacementError,
     PluginError,
     ProfileInputError,
     ResultsError,
+    StorageError,
     SweepInputError,
     UltralyticsCompatError,
     UnknownModelError,
     UnknownModuleError,
+    VariantNameError,
     YoloabError,
+    YoloabWarning,
 )
 
 EXIT_CODES: dict[type[YoloabError], int] = {
@@ -36,10 +42,13 @@ EXIT_CODES: dict[type[YoloabError], int] = {
     DatasetError: 2,
     SweepInputError: 2,
     ResultsError: 2,
+    ModelRowError: 2,
+    VariantNameError: 2,
     ModelConfigError: 3,
     PluginError: 4,
     DuplicateModuleError: 4,
     UltralyticsCompatError: 5,
+    StorageError: 6,
 }
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -54,12 +63,23 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx):  # noqa: D102
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", YoloabWarning)
+                warnings.showwarning = _one_line_warning
+                return super().invoke(ctx)
         except YoloabError as err:
             if os.environ.get("YOLOAB_DEBUG") == "1":
                 raise
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
             raise typer.Exit(exit_code(err)) from None
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Print warnings of yoloab as one line on stderr, and any other warning as Python would."""
+    if issubclass(category, YoloabWarning):
+        err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 app = typer.Typer(
@@ -87,4 +107,8 @@ _register_commands()
 
 def main() -> None:
     """Console-script entry point."""
-    app(prog_name="yoloab")
+    try:
+        app(prog_name="yoloab")
+    except KeyboardInterrupt:  # Ctrl-C before a command installed its own handling (imports, option parsing)
+        err_console.print("stopped (Ctrl-C); nothing was written", highlight=False)
+        sys.exit(130)

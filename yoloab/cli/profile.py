@@ -45,7 +45,7 @@ def profile(
     from ..profiling import ProfileSettings, profile_variants
     from ..registry import MODULES
     from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table
-    from ..results import store_profile
+    from ..results import check_writable, store_profile
     from ..variants import select
 
     load_plugins(plugin)
@@ -55,6 +55,7 @@ def profile(
     settings = ProfileSettings(
         imgsz=imgsz, batch=batch, device=device, half=half, latency=latency, nc=nc, threads=threads
     )
+    check_writable(results)
     records = profile_variants(variants, settings)
     stored = store_profile(records, results)
     table = profile_table(records, f"yoloab profile (imgsz {imgsz}, {records[0]['device_name']})")

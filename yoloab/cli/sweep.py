@@ -141,14 +141,16 @@ def sweep(
     from ..executors import make_executor
     from ..profiling import check_imgsz
     from ..registry import MODULES
+    from ..results import check_writable
     from ..sweep import run_sweep
     from ..training import TrainSettings, parse_train_args, plan_runs, ultralytics_device
-    from ..variants import select
+    from ..variants import check_buildable, select
 
     load_plugins(plugin)
     modules = MODULES.names() if module == ["all"] else (module or [])
     models = model or ([] if yamls else ["yolov8n"])
     variants = select(models, modules, placement, [str(y) for y in yamls or []])
+    check_buildable(variants)  # every variant before any trains, exactly as profile builds them
     check_imgsz(imgsz, 32, "every model")
     settings = TrainSettings(
         epochs=epochs,
@@ -160,6 +162,7 @@ def sweep(
         quiet=quiet,
     )
     runner = make_executor(executor.value, devices, address, gpus_per_run, max_retries, device)
+    check_writable(results)
     data = load_dataset(dataset, builtin_images)
     plugins = tuple(str(p.expanduser().resolve()) for p in plugin or [])
     specs = plan_runs(variants, data, settings, seed or [0], results.resolve(), name, plugins)

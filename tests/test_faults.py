@@ -1,0 +1,424 @@
+"""Faults and hostile input (issue 11): each case ends cleanly, with nothing lost, trained twice or written outside.
+
+Kills are real signals to real processes; the rest drives the command line or the library with bad input.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from yoloab.cli.app import app
+from yoloab.errors import StorageError, VariantNameError, YoloabWarning
+from yoloab.models import get_base_model
+from yoloab.results import load_runs, store_run
+from yoloab.sweep import run_sweep, worker_dir
+from yoloab.training import TrainSettings, plan_runs
+from yoloab.variants import FILE_MODE, baseline, safe_name
+
+runner = CliRunner()
+TINY = ["--builtin-images", "16", "--imgsz", "64", "--batch", "8", "--workers", "0", "--quiet"]
+SWEEP = ["sweep", "--dataset", "builtin", *TINY]
+
+
+def _records(results: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((results / "runs").glob("*.json"))]
+
+
+def _csv_epochs(run_dir: str | Path) -> list[int]:
+    """Every row Ultralytics appended to results.csv, repeats included (read_epochs would merge them)."""
+    with open(Path(run_dir) / "results.csv", newline="") as fh:
+        return [int(float(row["epoch"])) for row in csv.DictReader(fh, skipinitialspace=True)]
+
+
+def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "yoloab", *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+    t0 = time.time()
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"ended early:\n{proc.stdout.read()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def _one_line(result, code: int, needle: str) -> None:
+    assert result.exit_code == code, result.output
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output
+
+
+class _Events:
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
+class _FakeExecutor:
+    """Trains nothing; hands back one record per run (status as given)."""
+
+    def __init__(self, status: str = "ok", error: str | None = None) -> None:
+        self.status, self.error, self.trained = status, error, []
+
+    def run(self, specs, events, stop):
+        for spec in specs:
+            self.trained.append(spec.key)
+            yield spec, {"key": spec.key, "variant": spec.variant.name, "seed": 0, "status": self.status,
+                         "error": self.error}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data():
+    from yoloab.datasets import builtin_dataset
+
+    return builtin_dataset(16, 4)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 1. workers die with their driver; 10. the resumable copy is removed once recorded, files have ordinary modes
+
+
+@pytest.mark.slow
+def test_devices_worker_dies_with_a_killed_driver_and_the_run_trains_once(tmp_path):
+    results, tmp = tmp_path / "results", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}  # whatever a worker leaks in the temp folder shows up here
+    args = [*SWEEP, "--model", "yolov8n", "--epochs", "3", "--devices", "cpu", "--results", str(results)]
+    driver = _cli(*args, env=env)
+    safe = []
+    _wait_for(lambda: safe.extend(results.glob("train/*/weights/last.safe.pt")) or safe, driver)
+    assert safe[0].stat().st_mode & 0o777 == FILE_MODE  # an ordinary file, not mkstemp's private 0600
+    workers = psutil.Process(driver.pid).children(recursive=True)
+    assert workers, "no worker process"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"orphaned worker(s) still running: {alive}"
+
+    again = _cli(*args, env=env)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    (record,) = _records(results)
+    assert record["status"] == "ok" and record["epochs_done"] == 3
+    epochs = _csv_epochs(record["run_dir"])
+    # an orphan training beside the new sweep would append epochs 2-3 a second time; a resume repeats at most the
+    # epoch in flight at the kill
+    assert sorted(set(epochs)) == [1, 2, 3] and len(epochs) <= 4, epochs
+    assert not (Path(record["run_dir"]) / "weights" / "last.safe.pt").exists()  # recorded: copy no longer needed
+    assert not worker_dir(results, record["key"]).exists()
+    assert list(tmp.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 2. the last-epoch window; 10. an unreadable best.pt is said in the record
+
+KILL_AT_STRIP = """
+import os, signal, sys
+import ultralytics.engine.trainer as trainer
+# SIGKILL between the final epoch's save and Ultralytics' final step (which strips last.pt and best.pt)
+trainer.strip_optimizer = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+from yoloab.cli.app import main
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_after_the_final_save_is_finished_from_disk_not_retrained(tmp_path):
+    results = tmp_path / "results"
+    args = [*SWEEP, "--model", "yolov8n", "--epochs", "1", "--results", str(results)]
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_STRIP, *args], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert _records(results) == []
+    (run_dir,) = (results / "train").iterdir()
+    rows_before = (run_dir / "results.csv").read_bytes()
+
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (record,) = _records(results)
+    assert record["status"] == "ok" and record["resumed"] == 1 and record["epochs_done"] == 1
+    assert record["map50_95"] is not None
+    assert (run_dir / "results.csv").read_bytes() == rows_before  # validated, not trained again
+    assert not (run_dir / "weights" / "last.safe.pt").exists()
+
+    # the same run finished again with best.pt damaged: the record says so instead of validating last.pt
+    (results / "runs" / f"{record['key']}.json").unlink()
+    best = run_dir / "weights" / "best.pt"
+    best.write_bytes(best.read_bytes()[:500])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    (record,) = _records(results)
+    assert record["status"] == "failed" and "best.pt cannot be read" in record["error"], record["error"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 3. every variant and every --train value is checked before anything trains
+
+
+def _bad_yaml(tmp_path: Path, how: str) -> Path:
+    d = get_base_model("yolov8n").config()
+    if how == "unknown-module":
+        d["backbone"][1][2] = "NopeConv"
+    else:
+        d["backbone"][1][3] = ["abc", 3, 2]
+    path = tmp_path / f"{how}.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in d.items() if k != "yaml_file"}, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["YAML:unknown-module"], "row 1 (backbone) names unknown module 'NopeConv'"),
+        (["YAML:abc"], "row 1 (backbone) Conv has output channels 'abc'; expected a number"),
+        (["--model", "yolov8n", "--train", "lr0=abc"], "--train lr0=abc: 'lr0=abc' is of invalid type str"),
+        (["--model", "yolov8n", "--train", "optimizer=Foo"], "--train optimizer=Foo: Optimizer 'Foo' not found"),
+        (["--model", "yolov8n", "--train", "lr0="], "--train lr0=: 'lr0=None' is invalid"),
+    ],
+    ids=["unknown-module-row", "non-numeric-channels", "lr0-text", "unknown-optimizer", "lr0-empty"],
+)
+def test_bad_variants_and_train_values_are_refused_before_training(tmp_path, args, needle):
+    args = [str(_bad_yaml(tmp_path, a[5:])) if a.startswith("YAML:") else a for a in args]
+    results = tmp_path / "results"
+    result = runner.invoke(app, [*SWEEP, "--epochs", "1", "--results", str(results), *args])
+    _one_line(result, 2, needle)
+    assert not results.exists()
+
+
+def test_profile_names_the_same_row(tmp_path):
+    result = runner.invoke(app, ["profile", str(_bad_yaml(tmp_path, "abc")), "--no-latency", "--results", "r"])
+    _one_line(result, 2, "row 1 (backbone) Conv has output channels 'abc'")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 4. a damaged record is moved aside, never deleted, and never blocks the store
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"kind": "run", "key": "abc', b"\0" * 64, b"[]"], ids=["truncated", "nul-filled", "empty-list"]
+)
+def test_a_damaged_record_is_moved_aside_and_its_run_trained_again(data, tmp_path, content):
+    specs = plan_runs([baseline(get_base_model("yolov8n"))], data, TrainSettings(epochs=1), [0], tmp_path)
+    damaged = tmp_path / "runs" / f"{specs[0].key}.json"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(content)
+    ex = _FakeExecutor()
+    with pytest.warns(YoloabWarning, match=r"damaged record .*\.json .*moved to") as caught:
+        run_sweep(specs, _Events(), ex)
+    assert len(caught) == 1
+    assert ex.trained == [specs[0].key]  # counted as not done
+    assert (tmp_path / "damaged" / damaged.name).read_bytes() == content  # kept as it was
+    assert [r["status"] for r in load_runs(tmp_path)] == ["ok"]
+
+
+def test_report_skips_a_damaged_record_with_one_warning(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "deadbeef.json").write_bytes(b"\0\0\0")
+    result = runner.invoke(app, ["report", "--results", str(tmp_path)])
+    assert "Traceback" not in result.output and result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("warning: damaged record") and "deadbeef.json" in lines[0], result.output
+    assert (tmp_path / "damaged" / "deadbeef.json").read_bytes() == b"\0\0\0"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 5. nothing escapes the results directory
+
+
+def test_a_yaml_header_name_cannot_leave_the_results_directory(tmp_path):
+    d = get_base_model("yolov8n").config()
+    d = {"yoloab": {"name": "../../../x"}, **{k: v for k, v in d.items() if k != "yaml_file"}}
+    path = tmp_path / "evil.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    results = tmp_path / "a" / "b" / "c" / "results"
+    result = runner.invoke(app, [*SWEEP, "--epochs", "1", "--results", str(results), str(path)])
+    _one_line(result, 2, "variant name '../../../x' cannot be a file name")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["evil.yaml"]
+
+
+@pytest.mark.parametrize(
+    "name, safe",
+    [("yolo v8 (mine)", "yolo_v8__mine_"), ("yolov8n-ADown-all", "yolov8n-ADown-all"), ("a:b*c", "a_b_c")],
+    ids=["spaces", "generated", "reserved-chars"],
+)
+def test_names_become_safe_file_names(name, safe):
+    assert safe_name(name, "x.yaml") == safe
+
+
+@pytest.mark.parametrize(
+    "name", ["a/b", "..", "a\\b", ".hidden", ""], ids=["slash", "dotdot", "backslash", "dot", "empty"]
+)
+def test_names_with_a_path_are_refused(name):
+    with pytest.raises(VariantNameError):
+        safe_name(name, "x.yaml")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 6. workers import only installed code
+
+SHADOW = """
+from pathlib import Path
+Path(__file__).with_name("shadow-ran").write_text("a cv2.py in the working directory was imported")
+raise ImportError("shadowed cv2")
+"""
+
+
+@pytest.mark.slow
+def test_a_module_in_the_working_directory_cannot_shadow_a_workers_imports(tmp_path, monkeypatch):
+    import cv2  # noqa: F401 - the driver (this process) has its own; only the worker starts fresh
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "cv2.py").write_text(SHADOW)
+    monkeypatch.chdir(cwd)
+    results = tmp_path / "results"
+    result = runner.invoke(app, [*SWEEP, "--model", "yolov8n", "--epochs", "1", "--devices", "cpu", "--results",
+                                 str(results)])  # fmt: skip
+    assert result.exit_code == 0, result.output + "".join(p.read_text() for p in results.glob("train/*.log"))
+    assert not (cwd / "shadow-ran").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 7. a local Ray instance is on loopback, without a dashboard
+
+RAY_PROBE = """
+import ray, psutil
+from yoloab.executors import RayExecutor
+RayExecutor(None)._connect()
+print(ray.nodes()[0]["NodeManagerAddress"])
+print(any("dashboard" in " ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_local_ray_instance_is_on_loopback_without_a_dashboard():
+    pytest.importorskip("ray")
+    probe = subprocess.run([sys.executable, "-c", RAY_PROBE], capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr
+    address, dashboard = probe.stdout.split()[-2:]
+    assert (address, dashboard) == ("127.0.0.1", "False")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 8. unwritable places and full disks
+
+
+@pytest.mark.parametrize("where", ["results-is-a-file", "runs-is-a-file"])
+@pytest.mark.parametrize("verb", ["sweep", "profile"])
+def test_an_unwritable_results_place_is_one_line(tmp_path, where, verb):
+    results = tmp_path / "results"
+    if where == "results-is-a-file":
+        results.write_text("not a folder")
+    else:
+        (results / "runs").parent.mkdir()
+        (results / "runs").write_text("not a folder")
+        (results / "profile").mkdir()
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    args = [*SWEEP, "--model", "yolov8n", "--epochs", "1"] if verb == "sweep" else ["profile", "--no-latency"]
+    result = runner.invoke(app, [*args, "--results", str(results)])
+    _one_line(result, 6, "is a file; expected a folder")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_results_directory_is_one_line(data, tmp_path):
+    results = tmp_path / "results"
+    store_run({"key": "k", "status": "ok", "variant": "v"}, results)
+    before = (results / "runs" / "k.json").read_bytes()
+    results.chmod(0o555)
+    try:
+        result = runner.invoke(app, [*SWEEP, "--model", "yolov8n", "--epochs", "1", "--results", str(results)])
+    finally:
+        results.chmod(0o755)
+    _one_line(result, 6, "cannot be written")
+    assert (results / "runs" / "k.json").read_bytes() == before
+
+
+def test_a_full_disk_when_recording_is_one_clear_error_and_keeps_other_records(data, tmp_path, monkeypatch):
+    import yoloab.results as store
+
+    base = get_base_model("yolov8n")
+    specs = plan_runs([baseline(base)], data, TrainSettings(epochs=1), [0, 1], tmp_path)
+    store_run({"key": specs[0].key, "status": "failed", "variant": "yolov8n"}, tmp_path)
+    first = (tmp_path / "runs" / f"{specs[0].key}.json").read_bytes()
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(store, "write_atomic", full)
+    ex = _FakeExecutor("failed", "OSError: [Errno 28] No space left on device")
+    with pytest.raises(StorageError, match=r"cannot write the record of yolov8n seed 0 \(failed.*no space left"):
+        run_sweep(specs, _Events(), ex)
+    assert (tmp_path / "runs" / f"{specs[0].key}.json").read_bytes() == first
+    assert not list((tmp_path / "runs").glob(".*"))  # no half-written temporary left
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 9. values checked up front
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--imgsz", "320000"], "needs at least"),
+        (["--threads", "0"], "--threads 0 must be at least 1"),
+        (["--nc", "0"], "--nc 0 must be at least 1"),
+    ],
+    ids=["imgsz-beyond-memory", "threads", "nc"],
+)
+def test_profile_values_are_checked_up_front(tmp_path, args, needle):
+    results = tmp_path / "results"
+    result = runner.invoke(app, ["profile", "--device", "cpu", "--batch", "1", *args, "--results", str(results)])
+    _one_line(result, 2, needle)
+    assert not results.exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 10. leftovers
+
+
+def test_a_killed_dataset_generation_is_cleaned_by_the_next_use(tmp_path):
+    from yoloab.datasets import make_shapes_dataset
+    from yoloab.variants import DIR_MODE
+
+    stale = tmp_path / ".shapes.k1ll3d"  # what a generator killed half-way leaves beside the target
+    (stale / "images" / "train").mkdir(parents=True)
+    (stale / "images" / "train" / "00000.png").write_bytes(b"half")
+    data_yaml = make_shapes_dataset(tmp_path / "shapes", n_train=2, n_val=1, imgsz=32)
+    assert data_yaml.is_file() and not stale.exists()
+    assert data_yaml.parent.stat().st_mode & 0o777 == DIR_MODE  # not mkdtemp's private 0700
+
+
+def test_ctrl_c_while_starting_prints_no_traceback():
+    proc = _cli("profile", "--help")
+    time.sleep(1.0)  # torch and Ultralytics take seconds to import
+    assert proc.poll() is None, "started too fast to interrupt"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in out and "stopped (Ctrl-C)" in out, out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 11. the trust boundary is in the README
+
+
+def test_readme_says_a_results_directory_must_be_trusted():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    sweeps = readme.split("## Sweeps", 1)[1].split("\n## ", 1)[0]
+    assert "pickled checkpoints" in sweeps and "trusted" in sweeps
