@@ -5,6 +5,7 @@ Kills are real signals to real processes; the rest drives the command line or th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -297,22 +298,64 @@ def test_a_module_in_the_working_directory_cannot_shadow_a_workers_imports(tmp_p
 # 7. a local Ray instance is on loopback, without a dashboard
 
 RAY_PROBE = """
-import ray, psutil
+import json, time
+import psutil, ray
 from yoloab.executors import RayExecutor
 RayExecutor(None)._connect()
-print(ray.nodes()[0]["NodeManagerAddress"])
-print(any("dashboard" in " ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)))
+ray.get(ray.remote(lambda: 1).remote())  # a worker process is up too
+listening = []
+for proc in psutil.Process().children(recursive=True):
+    try:
+        listening += [(proc.name(), c.laddr.ip, c.laddr.port) for c in proc.net_connections("inet")
+                      if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:
+        pass
+print(json.dumps({"node": ray.nodes()[0]["NodeManagerAddress"], "listening": listening}))
 ray.shutdown()
 """
 
 
 @pytest.mark.slow
-def test_a_local_ray_instance_is_on_loopback_without_a_dashboard():
+def test_a_local_ray_instance_listens_on_loopback_only():
     pytest.importorskip("ray")
     probe = subprocess.run([sys.executable, "-c", RAY_PROBE], capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr
-    address, dashboard = probe.stdout.split()[-2:]
-    assert (address, dashboard) == ("127.0.0.1", "False")
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert seen["node"] == "127.0.0.1"
+    names = {name for name, _, _ in seen["listening"]}
+    assert {"gcs_server", "raylet"} <= names, seen
+    outside = [x for x in seen["listening"] if x[1] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert not outside, outside
+    assert 8265 not in {port for _, _, port in seen["listening"]}  # no dashboard
+
+
+RAY_KILLED = """
+import os, signal
+import psutil, ray
+from yoloab.executors import RayExecutor
+RayExecutor(None)._connect()
+ray.get(ray.remote(lambda: 1).remote())
+print(" ".join(f"{p.pid}:{p.name()}" for p in psutil.Process().children(recursive=True)), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+def test_a_local_ray_instance_dies_with_a_killed_driver():
+    pytest.importorskip("ray")
+    probe = subprocess.run([sys.executable, "-c", RAY_KILLED], capture_output=True, text=True, timeout=300)
+    assert probe.returncode == -signal.SIGKILL, probe.stderr
+    started = dict(item.split(":", 1) for item in probe.stdout.split())
+    assert {"gcs_server", "raylet"} <= set(started.values()) and any("IDLE" in n for n in started.values()), started
+    # gcs_server, raylet and the workers that train go at once (Ray shares their fate with the driver); its dashboard
+    # and runtime-env agents notice the raylet is gone on their next poll (about a minute) and go too
+    procs = []
+    for pid, name in started.items():
+        if "Agent" not in name:
+            with contextlib.suppress(psutil.NoSuchProcess):  # already gone
+                procs.append(psutil.Process(int(pid)))
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Workers die with their driver: a subprocess is started with the kernel told to S
 (Linux `PR_SET_PDEATHSIG`), and it inherits the driver's lock on its run, so even where that signal does not exist a
 second sweep cannot take the run while an orphan lives. It imports only installed code: the working directory is
 taken off its `sys.path` before anything is imported, so a `cv2.py` there cannot shadow a library. A local Ray instance
-started by the driver has node address 127.0.0.1 and no dashboard, and Ray stops it with the driver.
+started by the driver listens on 127.0.0.1 only, with no dashboard, and Ray stops it with the driver.
 
 Device pinning: each run sees only its device (`CUDA_VISIBLE_DEVICES` set by yoloab for a subprocess, by Ray for a
 task) and is given Ultralytics device `0`. Ultralytics 8.4's `select_device` reads CUDA indices relative to the
@@ -16,6 +16,7 @@ visible devices and leaves `CUDA_VISIBLE_DEVICES` alone, so the pinned run canno
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -35,6 +36,7 @@ from .sweep import held_lock_fd, worker_dir
 from .training import RunSpec, base_record, now
 
 POLL_S = 0.5
+RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # `python -c` rather than `-m`: -m puts the working directory first on sys.path (and -P, which would not, needs 3.11)
 WORKER_BOOT = (
@@ -189,6 +191,30 @@ def _ray_train(spec: RunSpec) -> dict[str, Any]:
     return run_in_worker(spec)
 
 
+@contextlib.contextmanager
+def _loopback(ray: Any) -> Iterator[None]:
+    """While a local instance starts, keep Ray from replacing node address 127.0.0.1 with a routable one.
+
+    On Linux Ray treats every node as part of a possible cluster and resolves a loopback node address to the host's
+    external one (`ray._private.ray_constants.ENABLE_RAY_CLUSTER`, from `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`); with
+    that off, gcs_server, raylet and workers listen on 127.0.0.1. The processes it starts inherit the variable.
+    """
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    previous = (os.environ.get(RAY_CLUSTER_ENV), getattr(constants, "ENABLE_RAY_CLUSTER", None))
+    os.environ[RAY_CLUSTER_ENV] = "0"
+    if previous[1] is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if previous[0] is None:
+            os.environ.pop(RAY_CLUSTER_ENV, None)
+        else:
+            os.environ[RAY_CLUSTER_ENV] = previous[0]
+        if previous[1] is not None:
+            constants.ENABLE_RAY_CLUSTER = previous[1]
+
+
 class RayExecutor:
     """One Ray task per run; a task whose worker dies is retried `max_retries` times, then recorded failed.
 
@@ -213,11 +239,12 @@ class RayExecutor:
     def _connect(self) -> float:
         ray = self.ray
         if not ray.is_initialized():
-            # An instance we start is ours alone: it advertises loopback (Ray versions that bind their servers to the
-            # node address then listen there only) and has no dashboard. A cluster named by --address is the user's.
+            # An instance we start is ours alone: loopback only, no dashboard. A cluster named by --address is the
+            # user's, configured by them.
             local = {"_node_ip_address": "127.0.0.1"} if self.address is None else {}
             try:
-                ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **local)
+                with _loopback(ray) if self.address is None else contextlib.nullcontext():
+                    ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **local)
             except ConnectionError as err:
                 raise SweepInputError(f"cannot reach the Ray cluster at '{self.address}': {err}") from err
         gpus = ray.cluster_resources().get("GPU", 0)
