@@ -2,8 +2,9 @@
 
 A worker loads the sweep's plugin files (so their modules are registered), trains the run with `train_run` and
 hands the record back; it never writes the results store. Progress (the last finished epoch) goes to a small JSON
-file the driver polls. `python -m yoloab.worker SPEC OUT [PROGRESS]` is the subprocess entry: SPEC is a pickled
-`RunSpec`, OUT receives the record as JSON; exit code 130 means the run was stopped after saving (no record).
+file the driver polls. `main(SPEC OUT [PROGRESS])` is the subprocess entry (started by `yoloab.executors` through
+`python -c`, with the working directory off `sys.path`): SPEC is a pickled `RunSpec`, OUT receives the record as
+JSON; exit code 130 means the run was stopped after saving (no record).
 """
 
 from __future__ import annotations

@@ -72,6 +72,11 @@ class _Group(TyperGroup):
                 raise
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
             raise typer.Exit(exit_code(err)) from None
+        except KeyboardInterrupt:  # one a command does not handle itself (while its imports load, say)
+            if os.environ.get("YOLOAB_DEBUG") == "1":
+                raise
+            err_console.print("stopped (Ctrl-C)", highlight=False)
+            raise typer.Exit(130) from None
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -109,6 +114,6 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app(prog_name="yoloab")
-    except KeyboardInterrupt:  # Ctrl-C before a command installed its own handling (imports, option parsing)
-        err_console.print("stopped (Ctrl-C); nothing was written", highlight=False)
+    except KeyboardInterrupt:  # Ctrl-C before a command runs (option parsing)
+        err_console.print("stopped (Ctrl-C)", highlight=False)
         sys.exit(130)
