@@ -30,6 +30,14 @@ PARAM_FORMULAS = {
     "DynamicBnAct": lambda c1, c2: E * c2 * c1 * 9 + c1 * E + E + 2 * c2 + 2 * c2,
     # AKConv with num_param N = 3: offsets 3x3 conv c1 -> 2N with bias, (N,1) reducer without bias, BN
     "AKConv": lambda c1, c2: 9 * c1 * 2 * 3 + 2 * 3 + c1 * c2 * 3 + 2 * c2,
+    # YOLOv10: pointwise Conv c1 -> c2, then depthwise 3x3 (groups c2) with BN
+    "SCDown": lambda c1, c2: _conv_bn(c1, c2, 1) + c2 * 9 + 2 * c2,
+    "AConv": lambda c1, c2: _conv_bn(c1, c2, 3),  # avg-pool has no weights
+    # GhostNet: primary conv c1 -> c2/2 (3x3), cheap depthwise 5x5 on c2/2
+    "GhostConv": lambda c1, c2: _conv_bn(c1, c2 // 2, 3) + (c2 // 2) * 25 + 2 * (c2 // 2),
+    "DWConv": lambda c1, c2: c2 * (c1 // math.gcd(c1, c2)) * 9 + 2 * c2,  # groups gcd(c1, c2)
+    "SPDConv": lambda c1, c2: _conv_bn(4 * c1, c2, 3),  # 2x2 space-to-depth, then a 3x3 stride-1 Conv
+    "HWD": lambda c1, c2: 4 * c1 * c2 + c2 + 2 * c2,  # 4 Haar bands, 1x1 conv with bias, BN
 }
 
 DOWNSAMPLERS = [e for e in MODULES if e.role == "downsample"]
@@ -79,7 +87,7 @@ def test_registry_metadata_is_complete(entry):
     assert entry.paper, "every module names its paper"
     assert entry.origin.rsplit(":", 1)[1].isdigit()
     if entry.role == "downsample":
-        assert entry.article is not None and entry.article.scope in {"all", "backbone", "head"}
+        assert entry.article_rules and all(r.scope in {"all", "backbone", "head"} for r in entry.article_rules)
     else:
         assert entry.sizes and entry.article is None
     if entry.builtin:

@@ -186,7 +186,10 @@ def test_ddp_style_cloudpickle_round_trip_in_fresh_process(tmp_path):
     assert out.stdout.split() == ["yoloab.modules.akconv", str(_params(model))]
 
 
-TRAIN_VARIANTS = [e.name for e in MODULES if e.builtin]
+# Ultralytics' own classes (SCDown, AConv, GhostConv, DWConv) pickle like any Ultralytics layer; ADown stands for them
+TRAIN_VARIANTS = [
+    e.name for e in MODULES if e.builtin and (e.name == "ADown" or not e.cls.__module__.startswith("ultralytics."))
+]
 
 
 @pytest.mark.slow

@@ -324,6 +324,21 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
     return model, save
 
 
+def read_checkpoint(path: Path) -> nn.Module:
+    """The model of an Ultralytics checkpoint (EMA first), loaded by Ultralytics' own loader, FP32, eval mode."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    model, _ = load_checkpoint(str(path))
+    return model
+
+
+def intersect_dicts(source: dict, target: dict) -> dict:
+    """Ultralytics' transfer rule: the entries of `source` whose name is in `target` with the same shape."""
+    from ultralytics.utils.torch_utils import intersect_dicts as rule
+
+    return rule(source, target)
+
+
 def datasets_dir() -> Path:
     """Ultralytics' global datasets folder, where it resolves relative dataset roots."""
     from ultralytics.utils import DATASETS_DIR

@@ -97,3 +97,7 @@ class StorageError(YoloabError):
 
 class YoloabWarning(UserWarning):
     """Something the user should know that does not stop the command (a damaged record moved aside)."""
+
+
+class PretrainedError(YoloabError):
+    """A `--pretrained` file that is missing, is not an Ultralytics checkpoint, or belongs to another base model."""

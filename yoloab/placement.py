@@ -131,15 +131,16 @@ def resolve(d: dict, placement: str, entry: ModuleEntry, model: str = "model") -
     listing = ", ".join(f"{c.row} ({c.section} P{c.stride.bit_length() - 1})" for c in cands) or "none"
     if placement in NAMED:
         if placement == "article":
-            if entry.article is None:
+            if not entry.article_rules:
                 raise PlacementError(f"{entry.name} has no article placement; use all, backbone, head or rows")
-            rule = entry.article
+            rules = entry.article_rules
         else:
-            rule = Placement(placement)  # type: ignore[arg-type]
-        rows = _select(cands, rule)
+            rules = (Placement(placement),)  # type: ignore[arg-type]
+        rows = sorted({r for rule in rules for r in _select(cands, rule)})
         if not rows:
+            shown = " + ".join(map(str, rules))
             raise PlacementError(
-                f"placement '{placement}' ({rule}) selects no row of {model}; downsampling Conv rows: {listing}"
+                f"placement '{placement}' ({shown}) selects no row of {model}; downsampling Conv rows: {listing}"
             )
         return rows
     rows = parse_rows(placement)

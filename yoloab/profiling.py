@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import __version__
 from ._ultralytics import ultralytics_version
 from .errors import ProfileInputError
+from .transfer import Pretrained, transfer_all
 from .variants import Variant, build, count_params
 
 FLOP_TOLERANCE = 0.05
@@ -52,6 +53,7 @@ class ProfileSettings:
         warmup_s: warm-up time per variant.
         rounds: interleaved rounds; each round times every variant.
         round_s: target time per variant and round.
+        pretrained: a checkpoint of the base model carried into every variant (`yoloab.transfer`), or None.
     """
 
     imgsz: int = 640
@@ -64,6 +66,7 @@ class ProfileSettings:
     warmup_s: float = 0.5
     rounds: int = 5
     round_s: float = 0.4
+    pretrained: Pretrained | None = None
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -488,6 +491,10 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
 
         check_memory(models, device, settings)
 
+    transfers: dict[str, dict[str, Any]] = {}
+    if settings.pretrained is not None:
+        transfers = transfer_all(models, variants, settings.pretrained)
+
     threads = settings.threads or os.cpu_count() or 1
     if device.type == "cpu":
         torch.set_num_threads(threads)
@@ -515,6 +522,7 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
             "params": count_params(model),
             **flop_counts(model, settings.imgsz),
         }
+        record.update(transfers.get(v.name, {}))
         record["params_fused"] = None  # counted below, once nothing needs the unfused model; keeps its place here
         records.append(record)
 

@@ -58,7 +58,8 @@ class ModuleEntry:
         role: `downsample` (replaces a stride-2 Conv row) or `backbone` (replaces the base model's backbone).
         channels: how the constructor takes channels, a key of `CHANNEL_RULES`.
         paper: citation of the source paper.
-        article: the placement used by the source article (`None` for backbones).
+        article: the placement used by the source article (`None` for backbones); a tuple of placements selects
+            the rows any of them selects (YOLOv10's SCDown: backbone P4/P5 and head P5).
         sizes: named configurations a backbone accepts; the first is the default.
         conv_args: how many of a replaced Conv row's args `[c2, k, s]` the module's yaml row keeps (ADown: 1).
         origin: `file:line` where the module was registered.
@@ -70,12 +71,24 @@ class ModuleEntry:
     role: Role
     channels: ChannelRule
     paper: str
-    article: Placement | None = None
+    article: Placement | tuple[Placement, ...] | None = None
     sizes: tuple[str, ...] = ()
     conv_args: int = 3
     origin: str = ""
     builtin: bool = False
     extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def article_rules(self) -> tuple[Placement, ...]:
+        """The article placement as a tuple of rules (empty when there is none)."""
+        if self.article is None:
+            return ()
+        return self.article if isinstance(self.article, tuple) else (self.article,)
+
+    @property
+    def article_text(self) -> str:
+        """The article placement as shown to users (`all`, `backbone:P4,P5 + head:P5`, `-`)."""
+        return " + ".join(map(str, self.article_rules)) or "-"
 
     @property
     def default_size(self) -> str | None:
@@ -105,6 +118,7 @@ class Registry:
         self.kind = kind
         self.on_first_use = on_first_use
         self._store: dict[str, ModuleEntry] = {}
+        self._aliases: dict[str, tuple[str, str]] = {}  # alias -> (registered name, why the alias exists)
 
     @property
     def _entries(self) -> dict[str, ModuleEntry]:
@@ -125,7 +139,7 @@ class Registry:
         role: Role = "downsample",
         channels: ChannelRule = "conv",
         paper: str = "",
-        article: Placement | None = None,
+        article: Placement | tuple[Placement, ...] | None = None,
         sizes: tuple[str, ...] = (),
         conv_args: int = 3,
     ) -> Callable[[type[nn.Module]], type[nn.Module]] | type[nn.Module]:
@@ -186,6 +200,26 @@ class Registry:
             )
         self._entries[entry.name] = entry
 
+    def alias(self, alias: str, target: str, note: str = "") -> None:
+        """Make `alias` another name of the registered module `target` (no second class, no second entry).
+
+        An alias resolves to its target everywhere (`--module`, yaml rows); `--module all` and the registry's
+        iteration list each class once, under its registered name.
+
+        Raises:
+            DuplicateModuleError: `alias` is already a registered name.
+            UnknownModuleError: `target` is not registered.
+        """
+        if alias in self._entries:
+            raise DuplicateModuleError(f"{self.kind} alias '{alias}' is already registered as a {self.kind}")
+        self.get(target)
+        self._aliases[alias] = (target, note)
+
+    def aliases(self) -> dict[str, tuple[str, str]]:
+        """Every alias: name -> (registered name, note)."""
+        self._entries  # noqa: B018 - loads the catalog, which registers the aliases
+        return dict(self._aliases)
+
     def remove(self, name: str) -> None:
         """Forget a registration (tests and plugin reloads)."""
         self._entries.pop(name, None)
@@ -197,10 +231,14 @@ class Registry:
             UnknownModuleError: the name is not registered; the message lists the nearest names.
         """
         base, size = split_size(name)
-        entry = self._entries.get(name) or self._entries.get(base)
+        entries = self._entries  # first: loading the catalog registers the aliases too
+        if base in self._aliases:
+            base = self._aliases[base][0]
+            name = f"{base}-{size}" if size else base
+        entry = entries.get(name) or entries.get(base)
         if entry is None:
             raise UnknownModuleError(
-                f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; "
+                f"unknown {self.kind} '{name}'{did_you_mean(name, [*self._entries, *self._aliases])}; "
                 f"registered: {', '.join(sorted(self._entries))}"
             )
         if size and entry.name == base and size not in entry.sizes:
@@ -210,7 +248,7 @@ class Registry:
         return entry
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[ModuleEntry]:
         return iter(sorted(self._entries.values(), key=lambda e: (not e.builtin, e.name.lower())))

@@ -19,8 +19,10 @@ Keys of a run record (`RUN_KEYS`): identity (`kind`='run', `key`, `sweep`, `vari
 `placement`, `yaml_sha256`, `yaml`), data (`dataset`, `dataset_id`, `nc`), settings (`epochs`, `imgsz`, `batch`,
 `seed`, `train_args`, `device`, `workers`), outcome (`status` 'ok' | 'failed', `error`), metrics of the best
 checkpoint (`map50`, `map50_95`, `precision`, `recall`, `best_epoch`, `epochs_done`), speed (`train_time_s`,
-`images_per_s`), cost (`params`, `gflops`, `gflops_aten`, `flops_imgsz`, `flops_flag`, `flops_note`), provenance
-(`run_dir`, `resumed`, `started`, `finished`, `device_name`, `torch`, `ultralytics`, `yoloab`, `python`).
+`images_per_s`), cost (`params`, `gflops`, `gflops_aten`, `flops_imgsz`, `flops_flag`, `flops_note`), pretrained
+weights (`pretrained` {path, sha256}, `transferred_tensors`, `total_tensors`, `transferred_params`, `fresh_rows`,
+`partial_rows`; all None for runs from scratch, see `yoloab.transfer`), provenance (`run_dir`, `resumed`,
+`started`, `finished`, `device_name`, `torch`, `ultralytics`, `yoloab`, `python`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ RUN_KEYS = (
     "map50", "map50_95", "precision", "recall", "best_epoch", "epochs_done",
     "train_time_s", "images_per_s",
     "params", "gflops", "gflops_aten", "flops_imgsz", "flops_flag", "flops_note",
+    "pretrained", "transferred_tensors", "total_tensors", "transferred_params", "fresh_rows", "partial_rows",
     "run_dir", "resumed", "started", "finished", "device_name", "torch", "ultralytics", "yoloab", "python",
 )  # fmt: skip
 

@@ -39,6 +39,7 @@ from ._ultralytics import check_train_values, quiet_logs, trainer_defaults, ultr
 from .datasets import Dataset
 from .errors import SweepInputError, YoloabError, did_you_mean
 from .results import read_epochs
+from .transfer import Pretrained, seeded_model
 from .variants import FILE_MODE, Variant, build, to_yaml, write_atomic
 
 FLOPS_IMGSZ = 640  # the input size papers quote GFLOPs at, whatever size a sweep trains at
@@ -57,6 +58,7 @@ RESERVED = {
     "exist_ok": "--results",
     "resume": "re-running the sweep",
     "model": "--model / YAML",
+    "pretrained": "--pretrained",
     "mode": None,
     "task": None,
 }
@@ -150,8 +152,10 @@ def model_hash(variant: Variant) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def run_key(yaml_sha256: str, dataset: Dataset, settings: TrainSettings, seed: int) -> str:
-    """The identity of a run: a hash over model definition, dataset, result-deciding settings and seed."""
+def run_key(
+    yaml_sha256: str, dataset: Dataset, settings: TrainSettings, seed: int, pretrained: Pretrained | None = None
+) -> str:
+    """The identity of a run: a hash over model definition, dataset, settings, seed and the seeding checkpoint."""
     payload = {
         "format": KEY_FORMAT,
         "model": yaml_sha256,
@@ -159,6 +163,8 @@ def run_key(yaml_sha256: str, dataset: Dataset, settings: TrainSettings, seed: i
         "settings": settings.keyed(),
         "seed": seed,
     }
+    if pretrained is not None:  # only then, so that runs from scratch keep the keys they always had
+        payload["pretrained"] = pretrained.sha256
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -176,6 +182,7 @@ class RunSpec:
         seed: this run's seed.
         results_dir: the results directory.
         plugins: plugin files a worker process loads before training (not part of the key).
+        pretrained: checkpoint whose weights seed the run (its SHA-256 is part of the key), or None.
     """
 
     key: str
@@ -187,6 +194,7 @@ class RunSpec:
     seed: int
     results_dir: Path
     plugins: tuple[str, ...] = ()
+    pretrained: Pretrained | None = None
 
     @property
     def label(self) -> str:
@@ -217,6 +225,7 @@ def plan_runs(
     results_dir: str | Path,
     sweep: str = "sweep",
     plugins: tuple[str, ...] = (),
+    pretrained: Pretrained | None = None,
 ) -> list[RunSpec]:
     """One run per variant and seed, seed-major (every variant's first seed finishes before any second seed).
 
@@ -235,9 +244,10 @@ def plan_runs(
     hashes = {v.name: model_hash(v) for v in variants}
     for seed in seeds:
         for v in variants:
-            key = run_key(hashes[v.name], dataset, settings, seed)
+            key = run_key(hashes[v.name], dataset, settings, seed, pretrained)
             specs.setdefault(
-                key, RunSpec(key, sweep, v, hashes[v.name], dataset, settings, seed, Path(results_dir), plugins)
+                key,
+                RunSpec(key, sweep, v, hashes[v.name], dataset, settings, seed, Path(results_dir), plugins, pretrained),
             )
     return list(specs.values())
 
@@ -295,6 +305,7 @@ def base_record(spec: RunSpec) -> dict[str, Any]:
         "imgsz": s.imgsz,
         "batch": s.batch,
         "seed": spec.seed,
+        "pretrained": spec.pretrained.record() if spec.pretrained else None,
         "train_args": dict(s.train_args),
         "device": s.device or "auto",
         "workers": s.workers,
@@ -335,9 +346,13 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> dict[str, Any]:
     record["device_name"] = None
     try:
         record.update(costs(spec.variant, len(spec.dataset.names)))
+        seeded = None
+        if spec.pretrained is not None:
+            seeded, moved = seeded_model(spec.variant, spec.pretrained, len(spec.dataset.names), spec.seed)
+            record.update(moved.record())
         if not spec.yaml_path.is_file():
             write_atomic(spec.yaml_path, to_yaml(spec.variant))
-        record.update(_train(spec, hooks))
+        record.update(_train(spec, hooks, seeded))
     except (SweepInterrupted, KeyboardInterrupt):
         raise
     except YoloabError as err:
@@ -403,7 +418,24 @@ def _checkpoint(spec: RunSpec) -> tuple[str, Any]:
     return "resume", model
 
 
-def _train(spec: RunSpec, hooks: RunHooks) -> dict[str, Any]:
+def _save_seed(spec: RunSpec, seeded: Any) -> str:
+    """Write the checkpoint-seeded model where Ultralytics' `pretrained=` reads it (DDP children read the file too)."""
+    import torch
+
+    path = spec.run_dir / "init.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".init.pt.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save({"model": seeded, "train_args": {}}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]:
     from ultralytics import YOLO
 
     s = spec.settings
@@ -434,6 +466,8 @@ def _train(spec: RunSpec, hooks: RunHooks) -> dict[str, Any]:
             if state == "resume":
                 metrics = model.train(resume=True, **{k: v for k, v in args.items() if k != "plots"})
             else:
+                if seeded is not None:
+                    args["pretrained"] = _save_seed(spec, seeded)
                 metrics = model.train(
                     epochs=s.epochs,
                     seed=spec.seed,

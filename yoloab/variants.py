@@ -41,6 +41,7 @@ class Variant:
         rows: indices of the rows changed from the base.
         command: the yoloab command that regenerates this variant ('' for user files).
         path: the yaml file it came from, if any.
+        row_map: base-model row -> variant row, where a backbone swap moved rows (None: rows kept their index).
     """
 
     name: str
@@ -51,6 +52,7 @@ class Variant:
     rows: list[int] = field(default_factory=list)
     command: str = ""
     path: Path | None = None
+    row_map: dict[int, int] | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -139,6 +141,9 @@ def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str) -> Variant
     d["backbone"] = new_backbone
     d["head"] = [[move(row[0], nb_old + j), *row[1:]] for j, row in enumerate(head)]
     name = f"{entry.name}-{size}" if size else entry.name
+    # rows whose weights a base checkpoint can seed: the kept tail (SPPF, C2PSA) and the head, at their new indices
+    kept = {old: new for old, new in remap.items() if old >= tail_start}
+    kept |= {nb_old + j: nb_new + j for j in range(len(head))}
     return Variant(
         f"{base.name}-{name}",
         base.name,
@@ -147,6 +152,7 @@ def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str) -> Variant
         "backbone",
         list(range(nb_new)),
         f"yoloab variants --model {base.name} --module {name}",
+        row_map=kept,
     )
 
 
@@ -186,6 +192,7 @@ def from_yaml(path: str | Path) -> Variant:
         list(meta.get("rows", [])),
         meta.get("command", ""),
         path,
+        {int(old): int(new) for old, new in meta["row_map"]} if meta.get("row_map") else None,
     )
 
 
@@ -294,6 +301,8 @@ def to_yaml(variant: Variant) -> str:
         "command": variant.command,
         "version": __version__,
     }
+    if variant.row_map is not None:
+        meta["row_map"] = sorted(variant.row_map.items())  # [base row, variant row] pairs, for --pretrained
     lines.append("yoloab: {" + ", ".join(f"{k}: {_flow(v)}" for k, v in meta.items()) + "}")
     skip = {"backbone", "head", "scales", "yaml_file", "scale", "yoloab", "ch", "channels"}
     for key, value in d.items():

@@ -19,9 +19,12 @@ def list_catalog(plugin: Plugins = None) -> None:
     for col in ("module", "role", "article placement", "sizes", "paper"):
         table.add_column(col, overflow="fold")
     for e in MODULES:
-        placement = str(e.article) if e.article else "-"
+        placement = e.article_text
         paper = e.paper if e.builtin else f"{e.paper} [plugin {e.origin}]"
         table.add_row(e.name, e.role, placement, ", ".join(e.sizes) or "-", paper)
+    for alias, (target, note) in MODULES.aliases().items():
+        entry = MODULES.get(target)
+        table.add_row(alias, entry.role, entry.article_text, "-", f"alias of {target}: {note}")
     console.print(table)
     models = Table(title="Base models (installed Ultralytics)", title_justify="left")
     models.add_column("family")

@@ -27,6 +27,14 @@ PlacementOpt = Annotated[
 ]
 Yamls = Annotated[list[Path] | None, typer.Argument(help="Model yaml files, used as given.", show_default=False)]
 Nc = Annotated[int | None, typer.Option("--nc", help="Number of classes (default: the yaml's nc).")]
+PretrainedOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--pretrained",
+        help="Checkpoint of the base model (.pt): its weights seed every layer whose name and shape match.",
+        show_default=False,
+    ),
+]
 Results = Annotated[Path, typer.Option("--results", help="Results directory (records for `report`).")]
 
 

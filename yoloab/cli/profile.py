@@ -9,7 +9,18 @@ from typing import Annotated
 
 import typer
 
-from .options import Models, Modules, Nc, PlacementOpt, Plugins, Results, Yamls, load_plugins, make_console
+from .options import (
+    Models,
+    Modules,
+    Nc,
+    PlacementOpt,
+    Plugins,
+    PretrainedOpt,
+    Results,
+    Yamls,
+    load_plugins,
+    make_console,
+)
 
 
 class Format(str, Enum):
@@ -35,6 +46,7 @@ def profile(
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     results: Results = Path("results"),
+    pretrained: PretrainedOpt = None,
     plugin: Plugins = None,
 ) -> None:
     """Profile baselines (no --module) or each baseline plus one variant per module and placement.
@@ -46,14 +58,16 @@ def profile(
     from ..registry import MODULES
     from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table
     from ..results import check_writable, store_profile
+    from ..transfer import check_pretrained, summary_line
     from ..variants import select
 
     load_plugins(plugin)
     modules = MODULES.names() if module == ["all"] else (module or [])
     models = model or ([] if yamls else ["yolov8n"])
     variants = select(models, modules, placement, [str(y) for y in yamls or []])
+    seed = check_pretrained(pretrained, variants) if pretrained else None
     settings = ProfileSettings(
-        imgsz=imgsz, batch=batch, device=device, half=half, latency=latency, nc=nc, threads=threads
+        imgsz=imgsz, batch=batch, device=device, half=half, latency=latency, nc=nc, threads=threads, pretrained=seed
     )
     check_writable(results)
     records = profile_variants(variants, settings)
@@ -68,6 +82,9 @@ def profile(
     else:
         console = make_console()
         console.print(rich_table(table))
+        for record in records:
+            if record.get("pretrained"):
+                console.print(summary_line(record), highlight=False)
         console.print(f"[dim]stored {stored}[/]")
 
 

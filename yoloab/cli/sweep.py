@@ -11,7 +11,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .options import Models, Modules, PlacementOpt, Plugins, Results, Yamls, load_plugins, make_console
+from .options import (
+    Models,
+    Modules,
+    PlacementOpt,
+    Plugins,
+    PretrainedOpt,
+    Results,
+    Yamls,
+    load_plugins,
+    make_console,
+)
 
 if TYPE_CHECKING:
     from ..sweep import SweepOutcome
@@ -32,6 +42,13 @@ class _ProgressEvents:
 
     def skipped(self, spec: RunSpec, record: dict[str, Any]) -> None:  # noqa: D102
         self.progress.advance(self.task)
+        self._transfer(record)
+
+    def _transfer(self, record: dict[str, Any]) -> None:
+        if record.get("transferred_tensors") is not None:
+            from ..transfer import summary_line
+
+            self._say(escape(summary_line(record)))
 
     def started(self, spec: RunSpec) -> None:  # noqa: D102
         self.progress.update(self.task, run=f"{spec.label} · epoch 0/{spec.settings.epochs}")
@@ -42,6 +59,7 @@ class _ProgressEvents:
 
     def finished(self, spec: RunSpec, record: dict[str, Any]) -> None:  # noqa: D102
         self.progress.advance(self.task)
+        self._transfer(record)
         if record["status"] == "ok":
             self._say(f"[green]✓[/] {escape(spec.label)}: mAP50-95 {record['map50_95']:.4f}")
         else:
@@ -129,6 +147,7 @@ def sweep(
         float | None, typer.Option("--gpus-per-run", help="Ray: GPUs per run [default: 1 where the cluster has GPUs].")
     ] = None,
     max_retries: Annotated[int, typer.Option("--max-retries", help="Ray: retries of a run whose worker dies.")] = 1,
+    pretrained: PretrainedOpt = None,
     plugin: Plugins = None,
 ) -> None:
     """Train each baseline and one variant per module and placement (or YAML files) on a dataset.
@@ -144,6 +163,7 @@ def sweep(
     from ..results import check_writable
     from ..sweep import run_sweep
     from ..training import TrainSettings, parse_train_args, plan_runs, ultralytics_device
+    from ..transfer import check_pretrained
     from ..variants import check_buildable, select
 
     load_plugins(plugin)
@@ -152,6 +172,7 @@ def sweep(
     variants = select(models, modules, placement, [str(y) for y in yamls or []])
     check_buildable(variants)  # every variant before any trains, exactly as profile builds them
     check_imgsz(imgsz, 32, "every model")
+    seed_ckpt = check_pretrained(pretrained, variants) if pretrained else None  # before anything is written
     settings = TrainSettings(
         epochs=epochs,
         imgsz=imgsz,
@@ -165,7 +186,7 @@ def sweep(
     check_writable(results)
     data = load_dataset(dataset, builtin_images)
     plugins = tuple(str(p.expanduser().resolve()) for p in plugin or [])
-    specs = plan_runs(variants, data, settings, seed or [0], results.resolve(), name, plugins)
+    specs = plan_runs(variants, data, settings, seed or [0], results.resolve(), name, plugins, seed_ckpt)
 
     columns = (
         TextColumn("[bold]sweep"),

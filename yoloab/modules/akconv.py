@@ -1,5 +1,9 @@
 """AKConv, the alterable-kernel convolution of Zhang et al. (arXiv:2311.11587), ported from CV-ZhangXin/AKConv.
 
+Also registered as `LDConv`: the same authors later renamed the module "LDConv: Linear deformable convolution for
+improving convolutional neural networks" (Image and Vision Computing 2024; arXiv:2311.11587 v3, CV-ZhangXin/LDConv).
+`LDConv` is a registry alias of this class, not a second implementation: rows and `--module` accept either name.
+
 The reference predicts, with a zero-initialised 3x3 conv, a (row, col) offset for each of `num_param` kernel points
 at every output cell, samples the input bilinearly at `cell * stride + kernel point + offset` (no padding), stacks
 the N samples of a cell along the height axis and reduces them with an (N, 1) conv of stride (N, 1), BN and SiLU.
@@ -24,7 +28,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from yoloab.registry import Placement, register_module
+from yoloab.registry import MODULES, Placement, register_module
 
 __all__ = ["AKConv", "kernel_points"]
 
@@ -157,3 +161,6 @@ class AKConv(nn.Module):
         index = (q[..., :n] * x.shape[3] + q[..., n:]).view(b, 1, h * w * n)
         # An expanded (stride-0) index avoids materialising c copies, unlike the reference's .contiguous().
         return x.flatten(2).gather(-1, index.expand(b, c, h * w * n)).view(b, c, h, w, n)
+
+
+MODULES.alias("LDConv", "AKConv", "the authors' later name (Image and Vision Computing 2024)")

@@ -1,0 +1,269 @@
+"""Pretrained weights carried into variants: which tensors of a base model's checkpoint each variant can reuse.
+
+A tensor of the checkpoint is carried into a variant when the variant has a tensor of the same name and shape, the
+rule of Ultralytics' own `intersect_dicts` transfer (a swapped row has other names or shapes, so it starts fresh).
+For a backbone swap (RevCol) the rows after the backbone move to new indices; the checkpoint's names are moved with
+them first (`Variant.row_map`), so the SPPF and the whole head are carried over too.
+
+Counts follow Ultralytics' "Transferred N/M items" line: `transferred_tensors` / `total_tensors` count state_dict
+entries (parameters and BatchNorm buffers); `transferred_params` / `params` count learnable parameters. A row is
+*fresh* when none of its tensors came from the checkpoint, *partial* when some did (a DWConv row keeps the base
+Conv's BatchNorm, a Detect head trained for another class count keeps all but its class convs).
+
+A checkpoint is accepted only for variants of the base model it was trained from (same rows and scale); the number
+of classes may differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ._ultralytics import intersect_dicts, read_checkpoint
+from .errors import PretrainedError
+from .models import get_base_model
+from .variants import Variant, build
+
+__all__ = [
+    "Pretrained",
+    "Transfer",
+    "check_pretrained",
+    "load_source",
+    "seeded_model",
+    "summary_line",
+    "transfer_all",
+    "transfer_into",
+]
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A checkpoint named by `--pretrained`, identified by its content.
+
+    Attributes:
+        path: absolute path of the file.
+        sha256: SHA-256 of the file (part of each run key).
+    """
+
+    path: str
+    sha256: str
+
+    def record(self) -> dict[str, str]:
+        """The record's `pretrained` value."""
+        return {"path": self.path, "sha256": self.sha256}
+
+
+@dataclass
+class Transfer:
+    """What one variant received from a checkpoint.
+
+    Attributes:
+        variant: the variant's name.
+        source: file name of the checkpoint.
+        transferred_tensors: state_dict entries copied from the checkpoint.
+        total_tensors: state_dict entries of the variant.
+        transferred_params: learnable parameters copied.
+        total_params: learnable parameters of the variant.
+        fresh_rows: rows none of whose tensors were copied.
+        partial_rows: rows some but not all of whose tensors were copied.
+    """
+
+    variant: str
+    source: str
+    transferred_tensors: int
+    total_tensors: int
+    transferred_params: int
+    total_params: int
+    fresh_rows: list[int] = field(default_factory=list)
+    partial_rows: list[int] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """The keys this transfer adds to a profile or run record."""
+        return {
+            "transferred_tensors": self.transferred_tensors,
+            "total_tensors": self.total_tensors,
+            "transferred_params": self.transferred_params,
+            "fresh_rows": list(self.fresh_rows),
+            "partial_rows": list(self.partial_rows),
+        }
+
+    def line(self) -> str:
+        """`yolov8n-ADown-all: 312/355 tensors, 2.41M/2.74M parameters from yolov8n.pt; fresh rows 1, 3`."""
+        return summary_line(
+            {"variant": self.variant, "params": self.total_params, "pretrained": {"path": self.source}, **self.record()}
+        )
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """The one-line transfer summary of a profile or run record that has the transfer keys."""
+    fresh = ", ".join(map(str, record["fresh_rows"])) or "none"
+    text = (
+        f"{record['variant']}: {record['transferred_tensors']}/{record['total_tensors']} tensors, "
+        f"{record['transferred_params'] / 1e6:.2f}M/{record['params'] / 1e6:.2f}M parameters "
+        f"from {Path(record['pretrained']['path']).name}; fresh rows {fresh}"
+    )
+    if record.get("partial_rows"):
+        text += f"; partly transferred rows {', '.join(map(str, record['partial_rows']))}"
+    return text
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _architecture(d: dict[str, Any]) -> str:
+    """Rows and effective depth/width/max-channels of a model dict, as parse_model would read them (nc left out)."""
+    scales = d.get("scales")
+    if scales:
+        scale = d.get("scale") if d.get("scale") in scales else next(iter(scales))
+        gains = list(scales[scale])
+    else:
+        gains = [d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0), None]
+    return json.dumps([d.get("backbone"), d.get("head"), gains], sort_keys=True, default=str)
+
+
+def _load(path: Path) -> nn.Module:
+    if not path.is_file():
+        raise PretrainedError(f"--pretrained {path}: no such file; expected an Ultralytics .pt checkpoint")
+    try:
+        model = read_checkpoint(path)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0].replace("ERROR ❌️", "").strip()
+        raise PretrainedError(
+            f"--pretrained {path}: not an Ultralytics checkpoint ({type(err).__name__}: {first[:200]}); "
+            "expected a .pt file written by Ultralytics training (weights/best.pt, last.pt, yolov8n.pt)"
+        ) from err
+    if not isinstance(getattr(model, "yaml", None), dict):
+        raise PretrainedError(f"--pretrained {path}: the checkpoint's model has no yaml; expected a YOLO checkpoint")
+    return model
+
+
+def check_pretrained(path: str | Path, variants: list[Variant]) -> Pretrained:
+    """Read a checkpoint once and check that it is a checkpoint of every variant's base model.
+
+    Args:
+        path: the `--pretrained` file.
+        variants: the variants it will seed.
+
+    Returns:
+        The checkpoint's identity (path and SHA-256).
+
+    Raises:
+        PretrainedError: the file is missing, is not an Ultralytics checkpoint, or was trained from another model.
+    """
+    path = Path(path).expanduser().resolve()
+    model = _load(path)
+    found = _architecture(model.yaml)
+    for base in sorted({v.base for v in variants}):
+        try:
+            expected = get_base_model(base).config()
+        except Exception as err:
+            raise PretrainedError(
+                f"--pretrained: variant base '{base}' is not a base model name; a checkpoint seeds only variants of "
+                "a known base model (--model NAME)"
+            ) from err
+        if _architecture(expected) != found:
+            trained = Path(str(model.yaml.get("yaml_file") or "?")).name
+            raise PretrainedError(
+                f"--pretrained {path.name}: a checkpoint of another model ({trained}), not of base model '{base}'; "
+                f"pass a checkpoint trained from {base} (its rows and scale must match)"
+            )
+    return Pretrained(str(path), _sha256(path))
+
+
+def load_source(pretrained: Pretrained) -> nn.Module:
+    """Load the checkpoint's model (EMA weights first, as Ultralytics does), checking that the file is unchanged.
+
+    Raises:
+        PretrainedError: the file is gone, unreadable, or its content changed since the sweep was planned.
+    """
+    path = Path(pretrained.path)
+    model = _load(path)
+    if _sha256(path) != pretrained.sha256:
+        raise PretrainedError(f"--pretrained {path}: the file changed since the sweep was planned (SHA-256 differs)")
+    return model
+
+
+def transfer_into(model: nn.Module, source: nn.Module, variant: Variant, source_name: str = "") -> Transfer:
+    """Copy every checkpoint tensor whose (row-mapped) name and shape match into `model`, in place.
+
+    Args:
+        model: the variant's built `DetectionModel`.
+        source: the checkpoint's model.
+        variant: the variant (its `row_map` renames rows of a backbone swap).
+        source_name: the checkpoint's name, for the summary line.
+
+    Returns:
+        The counts and the fresh and partial rows.
+    """
+    rows = variant.row_map
+    moved = {}
+    for key, value in source.float().state_dict().items():
+        prefix, row, rest = (key.split(".", 2) + ["", ""])[:3]
+        if prefix != "model" or not row.isdigit():
+            continue
+        if rows is None:
+            moved[key] = value
+        elif int(row) in rows:
+            moved[f"model.{rows[int(row)]}.{rest}"] = value
+    own = model.state_dict()
+    matched = intersect_dicts(moved, own)
+    model.load_state_dict(matched, strict=False)
+    params = dict(model.named_parameters())
+    fresh, partial = [], []
+    for i in range(len(model.model)):
+        keys = [k for k in own if k.startswith(f"model.{i}.")]
+        hit = sum(k in matched for k in keys)
+        if keys and hit == 0:
+            fresh.append(i)
+        elif keys and hit < len(keys):
+            partial.append(i)
+    return Transfer(
+        variant=variant.name,
+        source=source_name,
+        transferred_tensors=len(matched),
+        total_tensors=len(own),
+        transferred_params=sum(params[k].numel() for k in matched if k in params),
+        total_params=sum(p.numel() for p in params.values()),
+        fresh_rows=fresh,
+        partial_rows=partial,
+    )
+
+
+def transfer_all(models: dict[str, nn.Module], variants: list[Variant], pretrained: Pretrained) -> dict[str, dict]:
+    """Carry a checkpoint into built models (by variant name), loading it once; returns each one's record keys.
+
+    Raises:
+        PretrainedError: the checkpoint cannot be read or changed since it was checked.
+    """
+    source = load_source(pretrained)
+    name = Path(pretrained.path).name
+    out = {}
+    for v in variants:
+        done = transfer_into(models[v.name], source, v, name)
+        out[v.name] = {"pretrained": pretrained.record(), **done.record()}
+    return out
+
+
+def seeded_model(variant: Variant, pretrained: Pretrained, nc: int | None, seed: int = 0) -> tuple[nn.Module, Transfer]:
+    """Build a variant (fresh rows initialised under `seed`) and carry the checkpoint into it.
+
+    Raises:
+        PretrainedError: the checkpoint cannot be read or changed since it was checked.
+    """
+    import torch
+
+    source = load_source(pretrained)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build(variant, nc=nc)
+    return model, transfer_into(model, source, variant, Path(pretrained.path).name)
