@@ -377,3 +377,77 @@ def quiet_logs(quiet: bool) -> Iterator[None]:
         LOGGER.setLevel(level)
         for handler, stream in streams:
             handler.setStream(stream)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# per-image validation statistics
+
+VAL_STAT_KEYS = ("tp", "conf", "pred_cls", "target_cls")  # what DetMetrics.process hands to ap_per_class
+
+
+class ValStatsCapture:
+    """Keeps the per-image statistics of the last final (non-training) validation a model runs.
+
+    Ultralytics' detection validator appends one entry per image to `validator.metrics.stats` (match flags at the 10
+    IoU thresholds, confidences and classes of the predictions, classes of the labels), concatenates them in
+    `DetMetrics.process` for `ap_per_class`, then clears them before `on_val_end`. The capture snapshots the lists
+    after every batch and concatenates them the same way at `on_val_end`, next to the mAP that pass computed, so the
+    stored arrays reproduce the stored mAP exactly. Validation during training epochs (`validator.training`) is
+    ignored: only the final validation of the best checkpoint (or a re-validation) counts.
+
+    Attributes:
+        result: the arrays of the last final validation, or None when none ran or the internals did not match.
+    """
+
+    def __init__(self) -> None:
+        self.result: dict[str, Any] | None = None
+        self._rows: dict[str, list] | None = None
+
+    def attach(self, model: Any) -> ValStatsCapture:
+        """Register the callbacks on an Ultralytics `YOLO` model (its trainer and validators share them)."""
+        model.add_callback("on_val_start", self._start)
+        model.add_callback("on_val_batch_end", self._batch_end)
+        model.add_callback("on_val_end", self._end)
+        return self
+
+    @staticmethod
+    def _usable(validator: Any) -> bool:
+        stats = getattr(getattr(validator, "metrics", None), "stats", None)
+        return not getattr(validator, "training", True) and isinstance(stats, dict) and set(VAL_STAT_KEYS) <= set(stats)
+
+    def _start(self, validator: Any) -> None:
+        self._rows = None
+
+    def _batch_end(self, validator: Any) -> None:
+        if self._usable(validator):
+            # DetMetrics clears these lists in place before on_val_end, so keep our own references
+            self._rows = {k: list(validator.metrics.stats[k]) for k in VAL_STAT_KEYS}
+
+    def _end(self, validator: Any) -> None:
+        import numpy as np
+
+        rows, self._rows = self._rows, None
+        if rows is None or not self._usable(validator):
+            return
+        files = list(getattr(getattr(validator.dataloader, "dataset", None), "im_files", []))
+        if len(files) != len(rows["tp"]):  # e.g. a DDP rank holding a shard: no faithful per-image view
+            logging.getLogger("yoloab").warning(
+                "per-image validation statistics not stored: %d images in the loader, %d in the validator's stats",
+                len(files),
+                len(rows["tp"]),
+            )
+            return
+        box = validator.metrics.box
+        self.result = {
+            **{k: np.concatenate(rows[k], 0) for k in VAL_STAT_KEYS},  # as DetMetrics.process concatenates them
+            "pred_count": np.array([len(c) for c in rows["conf"]], dtype=np.int64),
+            "target_count": np.array([len(c) for c in rows["target_cls"]], dtype=np.int64),
+            "im_files": files,
+            "map50": float(box.map50),
+            "map50_95": float(box.map),
+        }
+
+
+def capture_val_stats(model: Any) -> ValStatsCapture:
+    """Start capturing the per-image statistics of `model`'s final validation (see `ValStatsCapture`)."""
+    return ValStatsCapture().attach(model)

@@ -226,3 +226,53 @@ def load_dataset(spec: str, builtin_images: int = 512) -> Dataset:
                 n_train += _count_images(source)
     digest = hashlib.sha256((text + "\0" + str(root)).encode()).hexdigest()[:12]
     return Dataset(path.stem, path.resolve(), f"{path.stem}-{digest}", tuple(map(str, names)), n_train)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's content, '' where it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+def _split_images(dataset: Dataset, split: str) -> list[Path]:
+    """Image files of a split of a data yaml: folders walked, list files read (lines relative to the list's folder)."""
+    data = yaml.safe_load(dataset.yaml.read_text(encoding="utf-8", errors="replace")) or {}
+    root = _dataset_root(data, dataset.yaml)
+    items = data.get(split) or []
+    out: list[Path] = []
+    for item in items if isinstance(items, list) else [items]:
+        source = Path(str(item)) if Path(str(item)).is_absolute() else root / str(item)
+        if source.is_dir():
+            out += [p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif source.is_file():
+            lines = [ln.strip() for ln in source.read_text().splitlines() if ln.strip()]
+            out += [Path(ln) if Path(ln).is_absolute() else source.parent / ln for ln in lines]
+    return out
+
+
+def in_training_set(dataset: Dataset, val_hashes: list[str], val_files: list[str | Path]) -> list[bool]:
+    """Which validation images have the same content as some training image.
+
+    Only training files of the same byte size as a validation image are hashed, so this stays cheap on large sets.
+    """
+    sizes = set()
+    for f in val_files:
+        try:
+            sizes.add(os.path.getsize(f))
+        except OSError:
+            continue
+    train_hashes = set()
+    for p in _split_images(dataset, "train"):
+        try:
+            if os.path.getsize(p) in sizes:
+                train_hashes.add(file_sha256(p))
+        except OSError:
+            continue
+    train_hashes.discard("")
+    return [h in train_hashes for h in val_hashes]

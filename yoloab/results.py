@@ -5,6 +5,8 @@ Layout of a results directory:
 - `profile/<utc time>-<random>.json`: one list of flat records per `yoloab profile` run.
 - `runs/<key>.json`: one flat record per training run of `yoloab sweep`, named by the run key (a hash over the
   variant yaml content, the dataset, the settings and the seed), so a run can never be recorded twice.
+- `runs/<key>.npz`: the per-image validation statistics of that run (`ValStats`, compressed), from the same
+  validation pass as the record's mAP; written before the record, so an `ok` record with statistics has them whole.
 - `train/<run name>/`: the Ultralytics run directories (`results.csv`, `weights/`).
 - `variants/<variant>-<hash>.yaml`: the exact yaml each run trained.
 - `locks/<key>.lock`: held while a run trains (by the driver and its worker), so two sweeps sharing the directory
@@ -31,14 +33,18 @@ import errno
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .errors import StorageError, YoloabWarning
-from .variants import write_atomic
+from .variants import FILE_MODE, write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,12 +184,16 @@ def run_path(results_dir: str | Path, key: str) -> Path:
 
 
 def store_run(record: dict[str, Any], results_dir: str | Path) -> Path:
-    """Write (or replace) the record of one run, atomically; returns the file.
+    """Write (or replace) the record of one run, atomically, after its per-image statistics; returns the file.
 
     Raises:
         StorageError: the record cannot be written (full disk, read-only); any earlier record stays as it was.
     """
     path = run_path(results_dir, record["key"])
+    try:
+        _store_val_stats(record, results_dir)
+    except OSError as err:
+        raise StorageError(f"cannot store the validation statistics of run {record['key']}: {_why(err)}") from err
     text = json.dumps({k: record.get(k) for k in RUN_KEYS}, indent=1, default=str) + "\n"
     status = record.get("status") if not record.get("error") else f"{record.get('status')}: {record.get('error')}"
     _write(path, text, f"the record of {record.get('variant')} seed {record.get('seed')} ({status})")
@@ -208,3 +218,148 @@ def runs_frame(results_dir: str | Path) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame(load_runs(results_dir), columns=list(RUN_KEYS))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# per-image validation statistics
+
+VAL_STATS_NAME = "val_stats.npz"  # where a worker leaves them in the run directory, for the driver to store
+VAL_STATS_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ValStats:
+    """Per-image validation statistics of one run: enough to recompute mAP50 and mAP50-95 on any image subset.
+
+    Predictions and labels are in Ultralytics' validation order (image by image); `pred_image` and `target_image`
+    say which validation image each belongs to.
+
+    Attributes:
+        tp: (P, 10) bool, whether each prediction matches a label at IoU 0.50, 0.55, ..., 0.95.
+        conf: (P,) confidences.
+        pred_cls: (P,) predicted classes.
+        target_cls: (G,) label classes.
+        pred_image: (P,) validation image index of each prediction.
+        target_image: (G,) validation image index of each label.
+        images: (N,) validation image paths.
+        image_sha256: (N,) SHA-256 of each image file's content ('' where unreadable).
+        in_train: (N,) whether an image's content is also in the training set.
+        map50: mAP50 of the validation pass the statistics come from.
+        map50_95: mAP50-95 of that pass.
+    """
+
+    tp: np.ndarray
+    conf: np.ndarray
+    pred_cls: np.ndarray
+    target_cls: np.ndarray
+    pred_image: np.ndarray
+    target_image: np.ndarray
+    images: np.ndarray
+    image_sha256: np.ndarray
+    in_train: np.ndarray
+    map50: float
+    map50_95: float
+
+    @property
+    def n_images(self) -> int:
+        """Number of validation images."""
+        return len(self.images)
+
+    @classmethod
+    def from_capture(cls, captured: dict, image_sha256: list[str], in_train: list[bool]) -> ValStats:
+        """Build from what `yoloab._ultralytics.ValStatsCapture` collected, with the images' hashes."""
+        n = len(captured["im_files"])
+        return cls(
+            tp=np.asarray(captured["tp"], dtype=bool),
+            conf=np.asarray(captured["conf"]),
+            pred_cls=np.asarray(captured["pred_cls"]),
+            target_cls=np.asarray(captured["target_cls"]),
+            pred_image=np.repeat(np.arange(n), captured["pred_count"]),
+            target_image=np.repeat(np.arange(n), captured["target_count"]),
+            images=np.array([str(f) for f in captured["im_files"]], dtype=str),
+            image_sha256=np.array(image_sha256, dtype=str),
+            in_train=np.array(in_train, dtype=bool),
+            map50=float(captured["map50"]),
+            map50_95=float(captured["map50_95"]),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write compressed (`.npz`), atomically; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = self.n_images
+        arrays = {
+            "format": np.array(VAL_STATS_FORMAT),
+            "tp": self.tp,
+            "conf": self.conf,
+            "pred_cls": self.pred_cls,
+            "target_cls": self.target_cls,
+            "pred_count": np.bincount(self.pred_image, minlength=n),
+            "target_count": np.bincount(self.target_image, minlength=n),
+            "images": self.images,
+            "image_sha256": self.image_sha256,
+            "in_train": self.in_train,
+            "map50": np.array(self.map50),
+            "map50_95": np.array(self.map50_95),
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+            os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; as readable as the record beside it
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ValStats:
+        """Read what `save` wrote."""
+        with np.load(path, allow_pickle=False) as z:
+            n = len(z["images"])
+            return cls(
+                tp=z["tp"],
+                conf=z["conf"],
+                pred_cls=z["pred_cls"],
+                target_cls=z["target_cls"],
+                pred_image=np.repeat(np.arange(n), z["pred_count"]),
+                target_image=np.repeat(np.arange(n), z["target_count"]),
+                images=z["images"],
+                image_sha256=z["image_sha256"],
+                in_train=z["in_train"],
+                map50=float(z["map50"]),
+                map50_95=float(z["map50_95"]),
+            )
+
+
+def val_stats_path(results_dir: str | Path, key: str) -> Path:
+    """Where the per-image validation statistics of run `key` live."""
+    return Path(results_dir) / "runs" / f"{key}.npz"
+
+
+def load_val_stats(results_dir: str | Path, key: str) -> ValStats | None:
+    """The per-image validation statistics of run `key` as arrays (see `ValStats`), or None where not stored."""
+    path = val_stats_path(results_dir, key)
+    return ValStats.load(path) if path.is_file() else None
+
+
+def _store_val_stats(record: dict[str, Any], results_dir: str | Path) -> None:
+    """Copy a run's statistics from its run directory next to its record (atomically); a failed run's are dropped."""
+    dst = val_stats_path(results_dir, record["key"])
+    src = Path(record["run_dir"]) / VAL_STATS_NAME if record.get("run_dir") else None
+    if record.get("status") != "ok":
+        dst.unlink(missing_ok=True)  # a failed run has no validation pass to speak for
+        return
+    if src is None or not src.is_file():
+        return  # readers check the statistics' mAP against the record's before using them
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

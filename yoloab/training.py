@@ -35,10 +35,10 @@ from typing import Any
 import yaml
 
 from . import __version__
-from ._ultralytics import check_train_values, quiet_logs, trainer_defaults, ultralytics_version
+from ._ultralytics import capture_val_stats, check_train_values, quiet_logs, trainer_defaults, ultralytics_version
 from .datasets import Dataset
 from .errors import SweepInputError, YoloabError, did_you_mean
-from .results import read_epochs
+from .results import VAL_STATS_NAME, ValStats, read_epochs
 from .transfer import Pretrained, seeded_model
 from .variants import FILE_MODE, Variant, build, to_yaml, write_atomic
 
@@ -451,6 +451,7 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]
     t0 = time.perf_counter()
     with quiet_logs(s.quiet):
         state, model = _checkpoint(spec)
+        capture = capture_val_stats(model) if model is not None else None
         if state == "finished":
             metrics = model.val(
                 **{k: v for k, v in args.items() if k in ("data", "imgsz", "batch", "device", "workers")},
@@ -462,6 +463,7 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]
             resumed = 1
         else:
             model = model or YOLO(str(spec.yaml_path))
+            capture = capture or capture_val_stats(model)
             _add_callbacks(model, spec, hooks)
             if state == "resume":
                 metrics = model.train(resume=True, **{k: v for k, v in args.items() if k != "plots"})
@@ -479,9 +481,23 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]
             resumed = int(state == "resume")
     wall = time.perf_counter() - t0
     out = _outcome(spec, metrics, wall)
+    _save_val_stats(spec, capture.result, out)
     out["resumed"] = resumed
     out["device_name"] = _device_name(model)
     return out
+
+
+def _save_val_stats(spec: RunSpec, captured: dict[str, Any] | None, out: dict[str, Any]) -> None:
+    """Leave the final validation's per-image statistics in the run directory, for the driver to store."""
+    from .datasets import file_sha256, in_training_set
+
+    path = spec.run_dir / VAL_STATS_NAME
+    path.unlink(missing_ok=True)
+    # only the pass that gave the recorded mAP: anything else would not reproduce the record
+    if captured is None or (captured["map50"], captured["map50_95"]) != (out["map50"], out["map50_95"]):
+        return
+    hashes = [file_sha256(f) for f in captured["im_files"]]
+    ValStats.from_capture(captured, hashes, in_training_set(spec.dataset, hashes, captured["im_files"])).save(path)
 
 
 def _add_callbacks(model: Any, spec: RunSpec, hooks: RunHooks) -> None:
