@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -18,7 +19,8 @@ from yoloab.cli.app import app
 from yoloab.datasets import builtin_dataset, load_dataset
 from yoloab.errors import DatasetError, SweepInputError
 from yoloab.models import get_base_model
-from yoloab.results import RUN_KEYS, load_runs, read_epochs, runs_frame, store_run
+from yoloab.results import RUN_KEYS, load_runs, load_val_stats, read_epochs, runs_frame, store_run
+from yoloab.significance import delta_intervals, resampled_map
 from yoloab.sweep import RunLock, run_sweep
 from yoloab.training import TrainSettings, model_hash, parse_train_args, plan_runs, run_key
 from yoloab.variants import baseline, from_yaml, make_variant
@@ -78,6 +80,39 @@ def test_recorded_metrics_are_ultralytics_final_validation(two_runs):
     )
     assert r["map50_95"] == pytest.approx(metrics.results_dict["metrics/mAP50-95(B)"], abs=1e-6)
     assert r["map50"] == pytest.approx(metrics.results_dict["metrics/mAP50(B)"], abs=1e-6)
+
+
+def _label_classes(label_file: Path) -> list[int]:
+    return sorted(int(line.split()[0]) for line in label_file.read_text().splitlines() if line.strip())
+
+
+def test_per_image_validation_statistics_are_stored_with_each_run(two_runs):
+    import hashlib
+
+    from ultralytics.utils.metrics import ap_per_class
+
+    results, _ = two_runs
+    root = load_dataset("builtin", 16).yaml.parent
+    for r in _records(results):
+        stats = load_val_stats(results, r["key"])
+        assert stats is not None and (results / "runs" / f"{r['key']}.npz").is_file()
+        # independent of the validator: the images and label files of the validation split
+        images = [Path(p) for p in stats.images]
+        assert sorted(p.name for p in images) == sorted(p.name for p in (root / "images" / "val").glob("*.png"))
+        for i, image in enumerate(images):
+            assert sorted(stats.target_cls[stats.target_image == i].astype(int)) == _label_classes(
+                root / "labels" / "val" / f"{image.stem}.txt"
+            )
+            assert stats.image_sha256[i] == hashlib.sha256(image.read_bytes()).hexdigest()
+        assert not stats.in_train.any()  # the built-in splits are separate draws
+        assert stats.tp.shape == (len(stats.conf), 10) and len(stats.pred_image) == len(stats.conf)
+        ap = ap_per_class(stats.tp, stats.conf, stats.pred_cls, stats.target_cls)[5]
+        assert (ap[:, 0].mean(), ap.mean()) == (r["map50"], r["map50_95"]) == (stats.map50, stats.map50_95)
+    # the sweep says the validation set is too small for tight intervals, and the intervals are there
+    assert "only 4 validation images (fewer than 100)" in " ".join(two_runs[1].output.split())
+    (iv,) = delta_intervals(_records(results), results, n_resamples=50)
+    assert (iv.variant, iv.baseline, iv.method, iv.seeds) == ("yolov8n-ADown-all", "yolov8n", "bootstrap", [0])
+    assert iv.columns["map50_95_delta_ci_low"] <= iv.intervals["map50_95"].delta <= iv.columns["map50_95_delta_ci_high"]
 
 
 def test_recorded_costs_match_the_variant_at_the_dataset_nc(two_runs):
@@ -408,6 +443,8 @@ def test_ctrl_c_stops_after_saving_and_the_run_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_builtin_dataset_is_learnable_in_five_cpu_epochs(tmp_path):
+    from ultralytics.utils.metrics import ap_per_class
+
     # the bar: mAP50 clearly above chance (a detector guessing boxes scores ~0) after 5 epochs at imgsz 128
     results = tmp_path / "results"
     result = runner.invoke(
@@ -421,6 +458,12 @@ def test_builtin_dataset_is_learnable_in_five_cpu_epochs(tmp_path):
     print(f"\nbuilt-in dataset, yolov8n, 5 epochs at 128: mAP50 per epoch {[round(m, 3) for m in curve]}")
     assert record["map50"] > 0.1
     assert curve[-1] > curve[0]
+    # the per-image statistics stored beside the record give back its (non-trivial) mAP
+    stats = load_val_stats(results, record["key"])
+    ap = ap_per_class(stats.tp, stats.conf, stats.pred_cls, stats.target_cls)[5]
+    assert (ap[:, 0].mean(), ap.mean()) == (record["map50"], record["map50_95"])
+    full = resampled_map(stats, np.ones((1, stats.n_images), dtype=int))
+    assert (full[0][0], full[1][0]) == pytest.approx((record["map50"], record["map50_95"]), abs=1e-12)
 
 
 def test_builtin_dataset_is_deterministic(tmp_path):

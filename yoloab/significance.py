@@ -350,7 +350,8 @@ def delta_intervals(
 
     A variant is compared with the baseline (module None) of the same base model, or with `baseline` when named,
     trained on the same dataset with the same settings; runs are paired by seed, and only seeds that both have with
-    stored per-image statistics enter. Variants without such a pair are left out.
+    stored per-image statistics (from the pass their records report) enter. Variants without such a pair, or whose
+    runs were validated on different images, are left out.
 
     Args:
         records: run records (`yoloab.results.load_runs`); failed ones are ignored.
@@ -381,8 +382,10 @@ def delta_intervals(
                 v, b = _stats(results_dir, seeds[s]), _stats(results_dir, by_variant[base_name][s])
                 if v is not None and b is not None:
                     pairs.append((s, seeds[s], v, b))
-            if pairs:
+            try:
                 out.append(_intervals(name, base_name, first["dataset"], pairs, n_resamples, seed, level))
+            except ValueError:  # no pair, or the validation images changed between runs: no honest interval
+                continue
     return out
 
 

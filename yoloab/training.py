@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -496,8 +497,12 @@ def _save_val_stats(spec: RunSpec, captured: dict[str, Any] | None, out: dict[st
     # only the pass that gave the recorded mAP: anything else would not reproduce the record
     if captured is None or (captured["map50"], captured["map50_95"]) != (out["map50"], out["map50_95"]):
         return
-    hashes = [file_sha256(f) for f in captured["im_files"]]
-    ValStats.from_capture(captured, hashes, in_training_set(spec.dataset, hashes, captured["im_files"])).save(path)
+    try:
+        hashes = [file_sha256(f) for f in captured["im_files"]]
+        overlap = in_training_set(spec.dataset, hashes, captured["im_files"])
+        ValStats.from_capture(captured, hashes, overlap).save(path)
+    except (OSError, ValueError, yaml.YAMLError) as err:  # the run itself is fine; only its intervals will be missing
+        logging.getLogger("yoloab").warning("%s: per-image validation statistics not stored: %s", spec.label, err)
 
 
 def _add_callbacks(model: Any, spec: RunSpec, hooks: RunHooks) -> None:

@@ -161,6 +161,7 @@ def sweep(
     from ..profiling import check_imgsz
     from ..registry import MODULES
     from ..results import check_writable
+    from ..significance import warnings
     from ..sweep import run_sweep
     from ..training import TrainSettings, parse_train_args, plan_runs, ultralytics_device
     from ..transfer import check_pretrained
@@ -209,6 +210,8 @@ def sweep(
             "(delete their runs/<key>.json files to train them again)."
         )
     console.print(summary_table(outcome))
+    for line in warnings(outcome.skipped + outcome.records, results):
+        console.print(f"[yellow]warning:[/] {escape(line)}")
     console.print(f"[dim]records: {results / 'runs'}  ·  report: yoloab report --results {results}[/]")
     if outcome.interrupted:
         console.print(
