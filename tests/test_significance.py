@@ -204,3 +204,20 @@ def test_benchmark_one_pair_128_images():
     cpu = time.process_time() - t0
     print(f"\nbootstrap of one pair, 128 images, {len(a.conf)}+{len(b.conf)} predictions, 1000 resamples: {cpu:.2f} s")
     assert cpu < 2.0
+
+
+def test_validation_images_found_in_the_training_set_by_content(tmp_path):
+    import shutil
+
+    from yoloab.datasets import file_sha256, in_training_set, load_dataset, make_shapes_dataset
+
+    root = make_shapes_dataset(tmp_path / "d", n_train=3, n_val=2, imgsz=32, seed=0).parent
+    val = sorted((root / "images" / "val").glob("*.png"))
+    shutil.copyfile(val[1], root / "images" / "train" / "renamed-copy.png")  # same content, other name and folder
+    data = load_dataset(str(root / "data.yaml"))
+    hashes = [file_sha256(p) for p in val]
+    assert in_training_set(data, hashes, val) == [False, True]
+    # a list file as the training source, lines relative to the list's folder
+    (root / "train.txt").write_text("images/train/00000.png\n")
+    (root / "list.yaml").write_text(f"path: {root}\ntrain: train.txt\nval: images/val\nnames: [a, b, c]\n")
+    assert in_training_set(load_dataset(str(root / "list.yaml")), hashes, val) == [False, False]
