@@ -379,6 +379,50 @@ def quiet_logs(quiet: bool) -> Iterator[None]:
             handler.setStream(stream)
 
 
+@contextmanager
+def logs_to_stderr() -> Iterator[None]:
+    """Send what Ultralytics logs to stderr while active, so that stdout carries only a machine format's data.
+
+    Its handlers write to the `sys.stdout` of import time (a scale-less yaml logs "no model scale passed" there).
+    """
+    import sys
+
+    from ultralytics.utils import LOGGER
+
+    streams = [(h, h.stream) for h in LOGGER.handlers if isinstance(h, logging.StreamHandler)]
+    try:
+        for handler, stream in streams:
+            if stream is not sys.stderr and stream is not sys.__stderr__:
+                handler.setStream(sys.stderr)
+        yield
+    finally:
+        for handler, stream in streams:
+            handler.setStream(stream)
+
+
+def fuse_drops(model: nn.Module) -> list[tuple[int, str, str]]:
+    """The detection-head branches that `fuse()` will remove from a model (YOLOv10's and YOLO26's dual heads).
+
+    A head with a one-to-one branch beside the one-to-many one runs both in training and in an unfused forward;
+    `Detect.fuse()` keeps the branch its `end2end` selects and sets the other to None. Call before fusing.
+
+    Returns:
+        (row, head class name, the branch dropped: `one-to-one` or `one-to-many`) for each such head.
+    """
+    from ultralytics.nn.modules.head import Detect
+
+    drops = []
+    for m in model.modules():
+        if (
+            isinstance(m, Detect)
+            and getattr(m, "one2one_cv2", None) is not None
+            and getattr(m, "cv2", None) is not None
+        ):
+            branch = "one-to-many" if getattr(m, "end2end", False) else "one-to-one"
+            drops.append((int(getattr(m, "i", -1)), type(m).__name__, branch))
+    return drops
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # per-image validation statistics
 

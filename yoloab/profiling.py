@@ -6,7 +6,10 @@
   matmuls. The model runs on the meta device (its tensors swapped for storage-less ones for the count, then put back),
   so it costs no arithmetic, and repeated ops are served from a cache of their output shapes; where a model cannot run
   on meta it falls back to a real forward pass.
+- `gmacs`: multiply-adds, `gflops_aten / 2` (FlopCounterMode counts only products: convs, matmuls, attention).
 - Where the two differ by more than `FLOP_TOLERANCE`, the row is flagged and the layers responsible are named.
+- These count the model as trained; `*_fused` count it after `fuse()` (BatchNorm folded; for YOLOv10/YOLO26 one
+  detection branch dropped, which `fuse_note` says).
 - Latency: eval mode, fused, inference mode, fixed input, warm-up by time, median and IQR over interleaved rounds
   (CUDA events and `cudnn.benchmark` on GPU); throughput at batch N; peak CUDA memory for inference and one
   training step.
@@ -30,12 +33,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import __version__
-from ._ultralytics import ultralytics_version
+from ._ultralytics import fuse_drops, ultralytics_version
 from .errors import ProfileInputError
+from .registry import recorded_attributes
 from .transfer import Pretrained, transfer_all
 from .variants import Variant, build, count_params
 
 FLOP_TOLERANCE = 0.05
+DEPLOYED_KEYS = ("params_fused", "gflops_fused", "gflops_fused_error", "gflops_aten_fused", "gmacs_fused")
 
 
 @dataclass
@@ -451,8 +456,8 @@ def flop_counts(model: nn.Module, imgsz: int) -> dict[str, Any]:
     """Both GFLOPs counts of a model and their agreement, as record fields.
 
     Returns:
-        `gflops` (Ultralytics; None with `gflops_error` when it fails, never 0.0), `gflops_aten`, `flops_flag` (they
-        differ by more than `FLOP_TOLERANCE`) and `flops_note` (the rows responsible, when flagged).
+        `gflops` (Ultralytics; None with `gflops_error` when it fails, never 0.0), `gflops_aten`, `gmacs`,
+        `flops_flag` (they differ by more than `FLOP_TOLERANCE`) and `flops_note` (the rows responsible, when flagged).
     """
     out: dict[str, Any] = {}
     try:
@@ -460,10 +465,36 @@ def flop_counts(model: nn.Module, imgsz: int) -> dict[str, Any]:
     except Exception as err:  # stored, never printed as 0.0
         out["gflops"], out["gflops_error"] = None, f"{type(err).__name__}: {err}"
     out["gflops_aten"], _ = aten_flops(model, imgsz)
+    out["gmacs"] = out["gflops_aten"] / 2
     gap = None if out["gflops"] is None else abs(out["gflops"] - out["gflops_aten"]) / max(out["gflops_aten"], 1e-9)
     out["flops_flag"] = bool(gap is not None and gap > FLOP_TOLERANCE)
     out["flops_note"] = flop_disagreement(model) if out["flops_flag"] else None
     return out
+
+
+def deployed_counts(fused: nn.Module, imgsz: int) -> dict[str, Any]:
+    """The `DEPLOYED_KEYS` of a model after `fuse()`: params and both GFLOPs counts of what is deployed."""
+    out: dict[str, Any] = {"params_fused": count_params(fused)}
+    try:
+        out["gflops_fused"], out["gflops_fused_error"] = ultralytics_flops(fused, imgsz), None
+    except Exception as err:  # stored, never printed as 0.0
+        out["gflops_fused"], out["gflops_fused_error"] = None, f"{type(err).__name__}: {err}"
+    out["gflops_aten_fused"], _ = aten_flops(fused, imgsz)
+    out["gmacs_fused"] = out["gflops_aten_fused"] / 2
+    return out
+
+
+def fuse_note(model: nn.Module) -> str | None:
+    """Say which count a paper quotes when `fuse()` drops a detection branch (call before fusing); else None."""
+    drops = fuse_drops(model)
+    if not drops:
+        return None
+    heads = ", ".join(f"the {branch} branch of row {row} ({kind})" for row, kind, branch in drops)
+    return (
+        f"params, gflops and gflops_aten count both detection branches, as trained; fuse() drops {heads} "
+        "(both have the same shape); papers (YOLOv10's) and Ultralytics' docs quote the deployed model: "
+        "params_fused, gflops_fused"
+    )
 
 
 def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list[dict[str, Any]]:
@@ -521,19 +552,23 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
             "imgsz": settings.imgsz,
             "params": count_params(model),
             **flop_counts(model, settings.imgsz),
+            **recorded_attributes(model),
         }
         record.update(transfers.get(v.name, {}))
-        record["params_fused"] = None  # counted below, once nothing needs the unfused model; keeps its place here
+        record.update(dict.fromkeys(DEPLOYED_KEYS))  # counted below, once nothing needs the unfused model
+        record["fuse_note"] = fuse_note(model)
         records.append(record)
 
     if settings.latency:
-        _measure_timing(models, records, device, settings)  # counts params_fused on the fused copies it times
+        _measure_timing(models, records, device, settings)  # counts DEPLOYED_KEYS on the fused copies it times
     else:
         # nothing needs the unfused models any more: fuse them in place rather than copies (same count, no deepcopy);
         # after the loop, since a variant listed twice shares one model, and fuse() skips a model already fused
         for record in records:
             model = models[record["variant"]]
-            record["params_fused"] = count_params(model.fuse(verbose=False) if hasattr(model, "fuse") else model)
+            record.update(
+                deployed_counts(model.fuse(verbose=False) if hasattr(model, "fuse") else model, settings.imgsz)
+            )
     for record in records:
         record.update(env)
         record["batch"] = settings.batch if settings.latency else None
@@ -544,9 +579,11 @@ def _measure_timing(
     models: dict[str, nn.Module], records: list[dict[str, Any]], device: torch.device, settings: ProfileSettings
 ) -> None:
     dtype = torch.float16 if settings.half else torch.float32
-    prepared = {name: _prepare(m, device, settings.half) for name, m in models.items()}
-    for record in records:
-        record["params_fused"] = count_params(prepared[record["variant"]])
+    prepared = {name: _prepare(m, device, half=False) for name, m in models.items()}
+    for record in records:  # in float: the counts must not depend on the timed dtype
+        record.update(deployed_counts(prepared[record["variant"]], settings.imgsz))
+    if settings.half:
+        prepared = {name: m.half() for name, m in prepared.items()}
     one = torch.zeros(1, 3, settings.imgsz, settings.imgsz, device=device, dtype=dtype)
     many = torch.zeros(settings.batch, 3, settings.imgsz, settings.imgsz, device=device, dtype=dtype)
 

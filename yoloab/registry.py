@@ -62,6 +62,10 @@ class ModuleEntry:
             the rows any of them selects (YOLOv10's SCDown: backbone P4/P5 and head P5).
         sizes: named configurations a backbone accepts; the first is the default.
         conv_args: how many of a replaced Conv row's args `[c2, k, s]` the module's yaml row keeps (ADown: 1).
+        options: name suffixes a backbone variant may add after its size, each with the yaml args it appends after
+            the size (RevCol: `{"rev": (True,)}`, so `RevCol-tiny-rev` builds `RevCol(c1, "tiny", True)`).
+        recorded: attributes of the built module that every measurement records (RevCol: `save_memory`), so that a
+            choice made by name or by a yaml argument shows in the results.
         origin: `file:line` where the module was registered.
         builtin: whether yoloab ships it (plugins are not builtin).
     """
@@ -74,6 +78,8 @@ class ModuleEntry:
     article: Placement | tuple[Placement, ...] | None = None
     sizes: tuple[str, ...] = ()
     conv_args: int = 3
+    options: dict[str, tuple] = field(default_factory=dict, compare=False)
+    recorded: tuple[str, ...] = ()
     origin: str = ""
     builtin: bool = False
     extra: dict = field(default_factory=dict, compare=False)
@@ -142,6 +148,8 @@ class Registry:
         article: Placement | tuple[Placement, ...] | None = None,
         sizes: tuple[str, ...] = (),
         conv_args: int = 3,
+        options: dict[str, tuple] | None = None,
+        recorded: tuple[str, ...] = (),
     ) -> Callable[[type[nn.Module]], type[nn.Module]] | type[nn.Module]:
         """Register a module class; usable as `@register(...)` or `register(Cls, ...)`.
 
@@ -154,6 +162,8 @@ class Registry:
             article: placement used by the source article.
             sizes: named configurations of a backbone, default first.
             conv_args: how many of a replaced Conv row's args `[c2, k, s]` the module's row keeps.
+            options: name suffixes of a backbone, each with the yaml args it appends after the size.
+            recorded: attributes of the built module to record with every measurement.
 
         Returns:
             The class unchanged (decorator use) or the decorator.
@@ -182,6 +192,8 @@ class Registry:
                 article=article,
                 sizes=tuple(sizes),
                 conv_args=conv_args,
+                options=dict(options or {}),
+                recorded=tuple(recorded),
                 origin=origin,
                 builtin=where.is_relative_to(_PACKAGE_DIR),
             )
@@ -225,16 +237,16 @@ class Registry:
         self._entries.pop(name, None)
 
     def get(self, name: str) -> ModuleEntry:
-        """Return the entry for `name`, accepting a backbone size suffix (`RevCol-small`).
+        """Return the entry for `name`, accepting a backbone size and option suffix (`RevCol-small`, `RevCol-tiny-rev`).
 
         Raises:
             UnknownModuleError: the name is not registered; the message lists the nearest names.
         """
-        base, size = split_size(name)
+        base, size, option = split_name(name)
         entries = self._entries  # first: loading the catalog registers the aliases too
         if base in self._aliases:
             base = self._aliases[base][0]
-            name = f"{base}-{size}" if size else base
+            name = "-".join(x for x in (base, size, option) if x)
         entry = entries.get(name) or entries.get(base)
         if entry is None:
             raise UnknownModuleError(
@@ -244,6 +256,11 @@ class Registry:
         if size and entry.name == base and size not in entry.sizes:
             raise UnknownModuleError(
                 f"{entry.name} has no size '{size}'{did_you_mean(size, entry.sizes)}; sizes: {', '.join(entry.sizes)}"
+            )
+        if option and entry.name == base and option not in entry.options:
+            known = ", ".join(entry.options) or "none"
+            raise UnknownModuleError(
+                f"{entry.name} has no option '{option}'{did_you_mean(option, entry.options)}; options: {known}"
             )
         return entry
 
@@ -276,5 +293,27 @@ def split_size(name: str) -> tuple[str, str | None]:
     return (base, size) if sep else (name, None)
 
 
+def split_name(name: str) -> tuple[str, str | None, str | None]:
+    """Split `RevCol-tiny-rev` into (`RevCol`, `tiny`, `rev`): module, size and option, the last two optional."""
+    base, size = split_size(name)
+    if size is None:
+        return base, None, None
+    size, sep, option = size.partition("-")
+    return base, size, option if sep else None
+
+
 MODULES = Registry("module")
 register_module = MODULES.register
+
+
+def recorded_attributes(model: nn.Module) -> dict[str, object]:
+    """The `recorded` attributes of every registered module inside a built model (`{"save_memory": True}`).
+
+    Where one attribute differs between instances, all their values are listed in model order.
+    """
+    by_class = {e.cls: e.recorded for e in MODULES if e.recorded}
+    found: dict[str, list] = {}
+    for m in model.modules():
+        for attr in by_class.get(type(m), ()):
+            found.setdefault(attr, []).append(getattr(m, attr, None))
+    return {k: v[0] if len(set(map(repr, v))) == 1 else v for k, v in found.items()}

@@ -278,12 +278,13 @@ def now() -> str:
 def costs(variant: Variant, nc: int) -> dict[str, Any]:
     """Params and both GFLOPs counts of a variant at `FLOPS_IMGSZ` (the build also checks it before training)."""
     from .profiling import flop_counts
+    from .registry import recorded_attributes
     from .variants import count_params
 
     model = build(variant, nc=nc)
     counts = flop_counts(model, FLOPS_IMGSZ)
     counts.pop("gflops_error")  # a run record keeps the count or None; the profile record keeps the reason
-    return {"params": count_params(model), "flops_imgsz": FLOPS_IMGSZ, **counts}
+    return {"params": count_params(model), "flops_imgsz": FLOPS_IMGSZ, **counts, **recorded_attributes(model)}
 
 
 def base_record(spec: RunSpec) -> dict[str, Any]:

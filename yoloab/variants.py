@@ -7,12 +7,13 @@ changed and the command that regenerates them, plus a machine-readable `yoloab:`
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
 import tempfile
 from copy import deepcopy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ._ultralytics import ultralytics_version, validate_rows
 from .errors import ModelConfigError, VariantNameError, YoloabError
 from .models import BaseModel, get_base_model, load_model_yaml
 from .placement import label, resolve, row_strides
-from .registry import MODULES, ModuleEntry, split_size
+from .registry import MODULES, ModuleEntry, split_name
 
 TAIL_MODULES = {"SPPF", "SPP", "SPPELAN", "C2PSA", "PSA", "C2fPSA"}  # kept after a backbone swap
 
@@ -38,7 +39,8 @@ class Variant:
         config: the Ultralytics model dict.
         module: the swapped-in module name, None for a baseline.
         placement: the placement as given, None for a baseline.
-        rows: indices of the rows changed from the base.
+        rows: indices of the rows changed from the base; for a backbone swap, the new backbone's own rows (the
+            module and its output taps), which replace every base backbone row before the kept tail (SPPF, ...).
         command: the yoloab command that regenerates this variant ('' for user files).
         path: the yaml file it came from, if any.
         row_map: base-model row -> variant row, where a backbone swap moved rows (None: rows kept their index).
@@ -59,6 +61,16 @@ class Variant:
         """Whether the variant is its base model unchanged."""
         return self.module is None
 
+    @property
+    def is_backbone_swap(self) -> bool:
+        """Whether a backbone module replaced the base backbone (rather than modules swapped into single rows)."""
+        if self.module is None or self.placement != "backbone":
+            return False  # `backbone` is also a placement of downsampling modules: the module's role decides
+        try:
+            return MODULES.get(self.module).role == "backbone"
+        except YoloabError:  # a module recorded in a yaml header but not registered in this process
+            return False
+
 
 def baseline(base: BaseModel) -> Variant:
     """The unchanged base model as a variant."""
@@ -70,7 +82,8 @@ def make_variant(base: BaseModel, module: str, placement: str = "article") -> Va
 
     Args:
         base: the base model.
-        module: a registered module name; backbones accept a size suffix (`RevCol-small`).
+        module: a registered module name; backbones accept a size suffix (`RevCol-small`) and then one of their
+            options (`RevCol-tiny-rev`).
         placement: for downsampling modules, `article`, `all`, `backbone`, `head` or row indices.
 
     Returns:
@@ -83,8 +96,8 @@ def make_variant(base: BaseModel, module: str, placement: str = "article") -> Va
     """
     entry = MODULES.get(module)
     if entry.role == "backbone":
-        size = split_size(module)[1] or entry.default_size or ""
-        return _backbone_variant(base, entry, size)
+        _, size, option = split_name(module)
+        return _backbone_variant(base, entry, size or entry.default_size or "", option)
     d = base.config()
     rows = resolve(d, placement, entry, base.name)
     every = d["backbone"] + d["head"]
@@ -103,14 +116,15 @@ def make_variant(base: BaseModel, module: str, placement: str = "article") -> Va
     )
 
 
-def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str) -> Variant:
+def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str, option: str | None = None) -> Variant:
     d = base.config()
     old_backbone, head = d["backbone"], d["head"]
     nb_old = len(old_backbone)
     strides = row_strides(d)
     tail_start = next((i for i, row in enumerate(old_backbone) if row[2] in TAIL_MODULES), nb_old)
     channels, out_strides = entry.backbone_outputs(size)
-    new_backbone: list[list[Any]] = [[-1, 1, entry.name, [size] if size else []]]
+    args = ([size] if size else []) + list(entry.options[option] if option else ())
+    new_backbone: list[list[Any]] = [[-1, 1, entry.name, args]]
     remap: dict[int, int] = {}
     for s in (8, 16, 32):
         if s not in out_strides:
@@ -140,7 +154,7 @@ def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str) -> Variant
 
     d["backbone"] = new_backbone
     d["head"] = [[move(row[0], nb_old + j), *row[1:]] for j, row in enumerate(head)]
-    name = f"{entry.name}-{size}" if size else entry.name
+    name = "-".join(x for x in (entry.name, size, option) if x)
     # rows whose weights a base checkpoint can seed: the kept tail (SPPF, C2PSA) and the head, at their new indices
     kept = {old: new for old, new in remap.items() if old >= tail_start}
     kept |= {nb_old + j: nb_new + j for j in range(len(head))}
@@ -150,7 +164,7 @@ def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str) -> Variant
         d,
         name,
         "backbone",
-        list(range(nb_new)),
+        list(range(nb_new - (nb_old - tail_start))),
         f"yoloab variants --model {base.name} --module {name}",
         row_map=kept,
     )
@@ -211,6 +225,17 @@ def select(
         variants.extend(make_variant(base, module, placement) for module in modules)
     variants.extend(from_yaml(p) for p in yamls or [])
     return variants
+
+
+def with_nc(variant: Variant, nc: int | None) -> Variant:
+    """The variant with `nc` classes in its config and its regeneration command; unchanged when `nc` is None.
+
+    Its yaml file then builds exactly the model that `build(variant, nc=nc)` builds and `variants` counts.
+    """
+    if nc is None:
+        return variant
+    command = f"{variant.command} --nc {nc}" if variant.command else ""
+    return replace(variant, config={**variant.config, "nc": nc}, command=command)
 
 
 def build(variant: Variant, nc: int | None = None, verbose: bool = False) -> nn.Module:
@@ -282,8 +307,8 @@ def to_yaml(variant: Variant) -> str:
         lines.append(f"# Base: {variant.base} = {rel}" + (f" at scale '{src.scale}'" if src.scale else ""))
     if variant.module:
         old = src.config() if src is not None else None
-        if variant.placement == "backbone":
-            lines.append(f"# Swap: backbone replaced by {variant.module}; rows 0-{len(d['backbone']) - 1} rebuilt")
+        if variant.is_backbone_swap:
+            lines.append(_backbone_swap_line(variant, old))
         else:
             before = {r: (old["backbone"] + old["head"])[r][2] for r in variant.rows} if old else {}
             changed = ", ".join(f"{r} ({before.get(r, '?')} -> {variant.module})" for r in variant.rows)
@@ -325,6 +350,26 @@ def to_yaml(variant: Variant) -> str:
             prev = max(prev, strides[i])
             lines.append(f"  - {_flow(row)} # {i}{level}")
     return "\n".join(lines) + "\n"
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def _backbone_swap_line(variant: Variant, old: dict | None) -> str:
+    """The header of a backbone swap: the module's row with its named args, the base rows replaced and kept."""
+    d, new = variant.config, len(variant.rows)
+    row = d["backbone"][0]
+    entry = MODULES.get(row[2])
+    names = [k for k in inspect.signature(entry.cls.__init__).parameters if k != "self"][1:]  # after c1
+    call = ", ".join(f"{k}={_flow(v)}" for k, v in zip(names, row[3], strict=False))
+    line = f"# Swap: {variant.module} backbone, rows {_span(0, new - 1)}; row 0 builds {entry.name}(c1, {call})"
+    if old is None:
+        return line
+    kept = len(d["backbone"]) - new  # the tail (SPPF, C2PSA, ...) copied from the base
+    replaced, total_old = len(old["backbone"]) - kept, len(old["backbone"]) + len(old["head"])
+    moved = f"{_span(replaced, total_old - 1)} are rows {_span(new, new + total_old - replaced - 1)}"
+    return f"{line}\n# It replaces base rows {_span(0, replaced - 1)}; base rows {moved} here, their inputs re-indexed"
 
 
 def _read_umask() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext, redirect_stdout
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -54,6 +55,7 @@ def profile(
     `--module all` profiles the whole catalog; YAML files are profiled as given.
     """
     # imported here, not at the top: `yoloab --help` must not wait for torch and Ultralytics
+    from .._ultralytics import logs_to_stderr
     from ..profiling import ProfileSettings, profile_variants
     from ..registry import MODULES
     from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table
@@ -64,14 +66,17 @@ def profile(
     load_plugins(plugin)
     modules = MODULES.names() if module == ["all"] else (module or [])
     models = model or ([] if yamls else ["yolov8n"])
-    variants = select(models, modules, placement, [str(y) for y in yamls or []])
-    seed = check_pretrained(pretrained, variants) if pretrained else None
-    settings = ProfileSettings(
-        imgsz=imgsz, batch=batch, device=device, half=half, latency=latency, nc=nc, threads=threads, pretrained=seed
-    )
-    check_writable(results)
-    records = profile_variants(variants, settings)
-    stored = store_profile(records, results)
+    machine = fmt is not Format.table
+    # a machine format's stdout is its data alone: Ultralytics' log lines and any print go to stderr meanwhile
+    with logs_to_stderr() if machine else nullcontext(), redirect_stdout(sys.stderr) if machine else nullcontext():
+        variants = select(models, modules, placement, [str(y) for y in yamls or []])
+        seed = check_pretrained(pretrained, variants) if pretrained else None
+        settings = ProfileSettings(
+            imgsz=imgsz, batch=batch, device=device, half=half, latency=latency, nc=nc, threads=threads, pretrained=seed
+        )
+        check_writable(results)
+        records = profile_variants(variants, settings)
+        stored = store_profile(records, results)
     table = profile_table(records, f"yoloab profile (imgsz {imgsz}, {records[0]['device_name']})")
     if fmt is Format.json:
         sys.stdout.write(profile_json(table))
@@ -85,6 +90,8 @@ def profile(
         for record in records:
             if record.get("pretrained"):
                 console.print(summary_line(record), highlight=False)
+            if record.get("fuse_note"):
+                console.print(f"[dim]{record['variant']}: {record['fuse_note']}[/]")
         console.print(f"[dim]stored {stored}[/]")
 
 

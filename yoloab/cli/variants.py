@@ -34,7 +34,7 @@ def variants(
     With no --module, every registered module is used; YAML files are built as given.
     """
     from ..registry import MODULES
-    from ..variants import build, count_params, select, write_yaml
+    from ..variants import build, count_params, select, with_nc, write_yaml
 
     load_plugins(plugin)
     if preset is not None:
@@ -47,13 +47,14 @@ def variants(
         modules = module if module is not None else MODULES.names()
         chosen_variants = select(models, modules, placement, [str(y) for y in yamls or []])
         chosen_variants = [v for v in chosen_variants if not v.is_baseline or not module]
+    chosen_variants = [with_nc(v, nc) if v.path is None else v for v in chosen_variants]  # written files carry nc
     table = Table(title="Variants", title_justify="left")
     for col, justify in (("variant", "left"), ("rows changed", "left"), ("params", "right"), ("yaml", "left")):
         table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     written = [write_yaml(v, out) if out and not v.is_baseline and v.path is None else v.path for v in chosen_variants]
     for v, path in zip(chosen_variants, written, strict=True):
         params = f"{count_params(build(v, nc=nc)):,}" if build_models else "-"
-        rows = "backbone" if v.placement == "backbone" else ",".join(map(str, v.rows)) or "-"
+        rows = "backbone" if v.is_backbone_swap else ",".join(map(str, v.rows)) or "-"
         table.add_row(v.name, rows, params, str(path or "-"))
     make_console().print(table)
 

@@ -423,6 +423,8 @@ class SubNet(nn.Module):
     channels="input",
     paper="Cai et al., Reversible Column Networks, ICLR 2023",
     sizes=tuple(REVCOL_SIZES),
+    options={"rev": (True,)},  # RevCol-tiny-rev: the yaml row [tiny, True] sets save_memory
+    recorded=("save_memory",),
 )
 class RevCol(nn.Module):
     """Reversible Column Network backbone returning the last column's maps at strides 4, 8, 16 and 32.
