@@ -41,6 +41,38 @@ def test_variants_writes_and_builds(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["yolov8n-ADown-all.yaml"]
 
 
+def test_variants_nc_is_written_so_every_file_builds_the_printed_model(tmp_path):
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    from yoloab.models import get_base_model
+    from yoloab.registry import recorded_attributes
+    from yoloab.variants import count_params, make_variant, write_yaml
+
+    out = tmp_path / "variants"
+    modules = ["ADown", "AKConv", "DynamicConv", "RevCol-tiny-rev"]
+    args = ["variants", "--model", "yolov8n", *(x for m in modules for x in ("--module", m)), "--nc", "3"]
+    result = runner.invoke(app, [*args, "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    printed = {
+        cells[0]: int(cells[2].replace(",", ""))
+        for line in result.output.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 4 and cells[2].replace(",", "").isdigit()
+    }
+    assert sorted(printed) == sorted(p.stem for p in out.iterdir()) and len(printed) == len(modules)
+    for path in out.iterdir():
+        model = YOLO(str(path)).model
+        assert count_params(model) == printed[path.stem], path.name
+        assert model.yaml["nc"] == model.model[-1].nc == 3
+        regenerate = next(x for x in path.read_text().splitlines() if x.startswith("# Regenerate:"))
+        assert "--nc 3 --out" in regenerate  # the regeneration command keeps the class count
+    # Ultralytics' own class override of the 80-class file builds the same model as the written 3-class file
+    at_80 = write_yaml(make_variant(get_base_model("yolov8n"), "ADown", "article"), tmp_path / "nc80")
+    assert "nc: 80" in at_80.read_text().splitlines()
+    assert count_params(DetectionModel(str(at_80), nc=3, verbose=False)) == printed["yolov8n-ADown-article"]
+    assert recorded_attributes(YOLO(str(out / "yolov8n-RevCol-tiny-rev.yaml")).model) == {"save_memory": True}
+
+
 def _bad_yaml(tmp_path):
     path = tmp_path / "article.yaml"
     path.write_text(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import textwrap
@@ -219,3 +220,124 @@ def test_aten_flops_falls_back_to_the_plain_count_when_the_memo_breaks(monkeypat
 
     monkeypatch.setattr(profiling._MetaMemo, "__torch_dispatch__", broken)
     assert aten_flops(model, 128) == expected
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# training-time and deployed counts, multiply-adds
+
+
+def _real_aten_flops(model: torch.nn.Module, imgsz: int) -> int:
+    """FlopCounterMode on real tensors, no meta device and no memo: the plain reference."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, 3, imgsz, imgsz))
+    return counter.get_total_flops()
+
+
+def _conv_macs(convs: list[torch.nn.Conv2d], cells: list[int]) -> int:
+    """Closed form: output cells x output channels x (input channels per group x kernel area)."""
+    return sum(
+        n * c.out_channels * (c.in_channels // c.groups) * c.kernel_size[0] * c.kernel_size[1]
+        for c, n in zip(convs, cells, strict=True)
+    )
+
+
+@contextlib.contextmanager
+def _output_sizes(convs: list[torch.nn.Conv2d]):
+    """Collect each conv's output cells (H x W) during a forward pass (each runs once), in the order of `convs`."""
+    seen: dict[torch.nn.Module, int] = {}
+
+    def hook(module, _, out):
+        seen[module] = out.shape[-2] * out.shape[-1]  # DFL's conv runs on a (4, anchors) map: not square
+
+    hooks = [c.register_forward_hook(hook) for c in convs]
+    sizes: list[int] = []
+    try:
+        yield sizes
+    finally:
+        for h in hooks:
+            h.remove()
+    sizes.extend(seen[c] for c in convs)
+
+
+@pytest.mark.parametrize("name", ["yolov10n", "yolov10s"])
+def test_yolov10_deployed_counts_drop_exactly_one_detection_branch(name):
+    from ultralytics.nn.modules.block import RepVGGDW
+
+    (record,) = profile_variants([baseline(get_base_model(name))], FAST)
+    # hand-built deployed model: the one-to-many branch deleted by hand, nothing fused, counted on real tensors
+    single = build(baseline(get_base_model(name)))
+    head = single.model[-1]
+    head.cv2 = head.cv3 = None
+    # fuse() also merges each RepVGGDW's 3x3 depthwise conv into its 7x7 one: that conv's FLOPs leave too
+    rep = [m.conv1.conv for m in single.modules() if isinstance(m, RepVGGDW)]
+    with _output_sizes(rep) as rep_sizes:
+        single_flops = _real_aten_flops(single, 64)
+    merged = 2 * _conv_macs(rep, rep_sizes)
+    assert record["gflops_aten_fused"] * 1e9 == pytest.approx(single_flops - merged, rel=0, abs=0.5)
+    # training-time minus deployed: the second branch's convolutions, in closed form per level, and the merged convs
+    convs, sizes = [], []
+    for level, stride in enumerate(head.stride.tolist()):
+        for branch in (head.one2one_cv2[level], head.one2one_cv3[level]):
+            found = [m for m in branch.modules() if isinstance(m, torch.nn.Conv2d)]
+            convs += found
+            sizes += [(64 // int(stride)) ** 2] * len(found)
+    dropped = 2 * _conv_macs(convs, sizes) + merged
+    assert (record["gflops_aten"] - record["gflops_aten_fused"]) * 1e9 == pytest.approx(dropped, rel=0, abs=1)
+    assert record["gmacs"] == record["gflops_aten"] / 2 and record["gmacs_fused"] == record["gflops_aten_fused"] / 2
+    assert abs(record["gflops_fused"] - record["gflops_aten_fused"]) / record["gflops_aten_fused"] < 0.05
+    assert record["gflops_fused"] < record["gflops"] and record["params_fused"] < record["params"]
+    assert "fuse() drops the one-to-one branch of row 23 (v10Detect)" in record["fuse_note"]
+    assert "params_fused, gflops_fused" in record["fuse_note"]
+
+
+def test_yolov10s_deployed_gflops_at_640_match_the_independent_count():
+    # issue 16: fvcore, calflops and FlopCounterMode on real tensors agree on 21.70 GFLOPs for deployed yolov10s
+    (record,) = profile_variants([baseline(get_base_model("yolov10s"))], ProfileSettings(imgsz=640, latency=False))
+    assert round(record["gflops_aten_fused"], 2) == 21.70 and record["gflops_aten"] > 24.5
+
+
+def test_gmacs_equal_a_hand_count_of_every_convolution():
+    # yolov8n has convolutions only (no linear, no attention): MACs summed from each conv's real output shape
+    model = build(baseline(get_base_model("yolov8n"))).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with _output_sizes(convs) as sizes, torch.inference_mode():
+        model(torch.zeros(1, 3, 64, 64))
+    (record,) = profile_variants([baseline(get_base_model("yolov8n"))], FAST)
+    assert record["gmacs"] * 1e9 == pytest.approx(_conv_macs(convs, sizes), rel=0, abs=0.5)
+    assert record["gmacs_fused"] == record["gmacs"]  # folding BatchNorm moves no multiply-add
+    assert record["fuse_note"] is None and record["gflops_fused"] < record["gflops"]  # thop counted the BatchNorms
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_machine_formats_write_only_data_to_stdout(tmp_path, fmt):
+    import csv
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    yaml = tmp_path / "noscale.yaml"  # two scales and none chosen: Ultralytics warns "no model scale passed"
+    yaml.write_text(
+        "nc: 2\nscales:\n  n: [0.33, 0.25, 1024]\n  s: [0.33, 0.5, 1024]\nbackbone:\n"
+        + "".join(f"  - [-1, 1, Conv, [{c}, 3, 2]]\n" for c in (16, 32, 32, 32, 32))
+        + "head:\n  - [[2, 3, 4], 1, Detect, [nc]]\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    env["YOLO_VERBOSE"] = "True"  # the suite quiets Ultralytics; here its warnings must be there to be redirected
+    args = [str(yaml), "--model", "yolov10n", "--imgsz", "64", "--no-latency", "--results", str(tmp_path / "r")]
+    done = subprocess.run(
+        [sys.executable, "-m", "yoloab", "profile", *args, "--format", fmt],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no model scale passed" in done.stderr
+    records = json.loads(done.stdout) if fmt == "json" else list(csv.DictReader(done.stdout.splitlines()))
+    assert [r["variant"] for r in records] == ["yolov10n", "noscale"]
+    v10 = records[0]
+    assert float(v10["gflops_aten_fused"]) < float(v10["gflops_aten"]) and float(v10["gmacs"]) > 0

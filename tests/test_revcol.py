@@ -348,3 +348,45 @@ def test_ultralytics_fuse_and_deepcopy() -> None:
         copied = ema(x)
     for a, b, c in zip(before, after, copied, strict=True):
         assert torch.equal(a, b) and torch.equal(a, c)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# choosing the reversible path per variant
+
+
+def test_rev_suffix_selects_the_reversible_path_and_records_it() -> None:
+    from yoloab.models import get_base_model
+    from yoloab.profiling import ProfileSettings, profile_variants
+    from yoloab.registry import recorded_attributes
+    from yoloab.variants import build, make_variant
+
+    base = get_base_model("yolov8n")
+    rev, plain = make_variant(base, "RevCol-tiny-rev"), make_variant(base, "RevCol-tiny")
+    assert (rev.name, rev.module) == ("yolov8n-RevCol-tiny-rev", "RevCol-tiny-rev")
+    assert rev.config["backbone"][0] == [-1, 1, "RevCol", ["tiny", True]]
+    assert plain.config["backbone"][0] == [-1, 1, "RevCol", ["tiny"]]
+    assert recorded_attributes(build(plain)) == {"save_memory": False}
+    (record,) = profile_variants([rev], ProfileSettings(imgsz=64, latency=False))
+    assert record["save_memory"] is True
+    model = build(rev)
+    assert all(column.save_memory for column in model.model[0].columns)
+
+
+def test_yaml_argument_selects_the_reversible_path(tmp_path) -> None:
+    from yoloab.registry import recorded_attributes
+    from yoloab.variants import build, from_yaml
+
+    path = tmp_path / "revcol.yaml"
+    path.write_text(
+        "nc: 2\nbackbone:\n  - [-1, 1, RevCol, [tiny, True]]\n  - [0, 1, Index, [128, 1]]\n"
+        "  - [0, 1, Index, [256, 2]]\n  - [0, 1, Index, [512, 3]]\nhead:\n  - [[1, 2, 3], 1, Detect, [nc]]\n"
+    )
+    assert recorded_attributes(build(from_yaml(path))) == {"save_memory": True}
+
+
+def test_unknown_option_names_the_known_ones() -> None:
+    from yoloab.errors import UnknownModuleError
+    from yoloab.registry import MODULES
+
+    with pytest.raises(UnknownModuleError, match="RevCol has no option 'reversible'; options: rev"):
+        MODULES.get("RevCol-tiny-reversible")

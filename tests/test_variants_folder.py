@@ -26,3 +26,33 @@ def test_committed_yaml_builds_with_yolo(path):
     model = YOLO(str(path)).model
     assert any(type(m).__module__.startswith(("yoloab.", "ultralytics.nn.modules.block")) for m in model.modules())
     assert sorted(p.stem for p in FOLDER.glob("*.yaml")) == sorted(v.name for v in ARTICLE)
+
+
+def _diff_rows(a: dict, b: dict) -> list[int]:
+    rows_a, rows_b = a["backbone"] + a["head"], b["backbone"] + b["head"]
+    return [i for i, (x, y) in enumerate(zip(rows_a, rows_b, strict=True)) if x != y]
+
+
+@pytest.mark.parametrize("variant", [v for v in ARTICLE if not v.is_backbone_swap], ids=lambda v: v.name)
+def test_header_lists_exactly_the_rows_that_differ_from_the_base(variant):
+    from yoloab.models import get_base_model
+
+    changed = _diff_rows(get_base_model(variant.base).config(), variant.config)
+    swap = next(line for line in to_yaml(variant).splitlines() if line.startswith("# Swap:"))
+    listed = [int(part.split(" (")[0]) for part in swap.split(": rows ", 1)[1].split(", ")]
+    assert listed == changed
+
+
+@pytest.mark.parametrize("variant", [v for v in ARTICLE if v.is_backbone_swap], ids=lambda v: v.name)
+def test_backbone_swap_header_names_the_replaced_and_the_kept_rows(variant):
+    from yoloab.models import get_base_model
+
+    old, new = get_base_model(variant.base).config(), variant.config
+    old_rows, new_rows = old["backbone"] + old["head"], new["backbone"] + new["head"]
+    k = len(variant.rows)  # the new backbone's own rows; every row after them is a base row, moved
+    replaced = len(old_rows) - (len(new_rows) - k)
+    assert [r[1:] for r in new_rows[k:]] == [r[1:] for r in old_rows[replaced:]]  # same repeats, module, args
+    assert all(r[2] in ("RevCol", "Index") for r in new_rows[:k])
+    text = to_yaml(variant)
+    assert f"rows 0-{k - 1}; row 0 builds RevCol(c1, size=tiny)" in text
+    assert f"It replaces base rows 0-{replaced - 1}; base rows {replaced}-{len(old_rows) - 1} are rows {k}-" in text

@@ -8,8 +8,8 @@
   on meta it falls back to a real forward pass.
 - `gmacs`: multiply-adds, `gflops_aten / 2` (FlopCounterMode counts only products: convs, matmuls, attention).
 - Where the two differ by more than `FLOP_TOLERANCE`, the row is flagged and the layers responsible are named.
-- These count the model as trained; `*_fused` count it after `fuse()` (BatchNorm folded; for YOLOv10/YOLO26 one
-  detection branch dropped, which `fuse_note` says).
+- These count the model as trained; `*_fused` count it after `fuse()` (BatchNorm folded, RepVGG branches merged; for
+  YOLOv10/YOLO26 one detection branch dropped, which `fuse_note` says).
 - Latency: eval mode, fused, inference mode, fixed input, warm-up by time, median and IQR over interleaved rounds
   (CUDA events and `cudnn.benchmark` on GPU); throughput at batch N; peak CUDA memory for inference and one
   training step.

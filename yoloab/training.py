@@ -276,15 +276,21 @@ def now() -> str:
 
 
 def costs(variant: Variant, nc: int) -> dict[str, Any]:
-    """Params and both GFLOPs counts of a variant at `FLOPS_IMGSZ` (the build also checks it before training)."""
-    from .profiling import flop_counts
+    """Params and both GFLOPs counts of a variant at `FLOPS_IMGSZ`, as trained and as deployed after `fuse()`.
+
+    The build also checks the variant before training.
+    """
+    from .profiling import deployed_counts, flop_counts, fuse_note
     from .registry import recorded_attributes
     from .variants import count_params
 
     model = build(variant, nc=nc)
-    counts = flop_counts(model, FLOPS_IMGSZ)
-    counts.pop("gflops_error")  # a run record keeps the count or None; the profile record keeps the reason
-    return {"params": count_params(model), "flops_imgsz": FLOPS_IMGSZ, **counts, **recorded_attributes(model)}
+    out = {"params": count_params(model), "flops_imgsz": FLOPS_IMGSZ, **flop_counts(model, FLOPS_IMGSZ)}
+    out.update(recorded_attributes(model), fuse_note=fuse_note(model))
+    out.update(deployed_counts(model.fuse(verbose=False), FLOPS_IMGSZ))  # in place: the model is built for this alone
+    for key in ("gflops_error", "gflops_fused_error"):  # a run record keeps the count or None; profile keeps the reason
+        out.pop(key)
+    return out
 
 
 def base_record(spec: RunSpec) -> dict[str, Any]:

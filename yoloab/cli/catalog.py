@@ -21,7 +21,8 @@ def list_catalog(plugin: Plugins = None) -> None:
     for e in MODULES:
         placement = e.article_text
         paper = e.paper if e.builtin else f"{e.paper} [plugin {e.origin}]"
-        table.add_row(e.name, e.role, placement, ", ".join(e.sizes) or "-", paper)
+        sizes = ", ".join(e.sizes) + "".join(f" (+ -{o}: {e.name}-{e.default_size}-{o})" for o in e.options)
+        table.add_row(e.name, e.role, placement, sizes or "-", paper)
     for alias, (target, note) in MODULES.aliases().items():
         entry = MODULES.get(target)
         table.add_row(alias, entry.role, entry.article_text, "-", f"alias of {target}: {note}")
