@@ -126,6 +126,9 @@ def test_recorded_costs_match_the_variant_at_the_dataset_nc(two_runs):
     expected = sum(p.numel() for p in DetectionModel(r["yaml"], nc=3, verbose=False).parameters())
     assert r["params"] == expected
     assert r["flops_imgsz"] == 640 and r["gflops"] > 0 and r["gflops_aten"] > 0
+    fused = DetectionModel(r["yaml"], nc=3, verbose=False).fuse(verbose=False)
+    assert r["params_fused"] == sum(p.numel() for p in fused.parameters())  # the deployed model, counted too
+    assert r["gmacs_fused"] == r["gflops_aten_fused"] / 2 and r["fuse_note"] is None  # one head: nothing dropped
 
 
 def test_rerun_trains_nothing_and_says_so(two_runs):

@@ -21,7 +21,9 @@ Keys of a run record (`RUN_KEYS`): identity (`kind`='run', `key`, `sweep`, `vari
 `placement`, `yaml_sha256`, `yaml`), data (`dataset`, `dataset_id`, `nc`), settings (`epochs`, `imgsz`, `batch`,
 `seed`, `train_args`, `device`, `workers`), outcome (`status` 'ok' | 'failed', `error`), metrics of the best
 checkpoint (`map50`, `map50_95`, `precision`, `recall`, `best_epoch`, `epochs_done`), speed (`train_time_s`,
-`images_per_s`), cost (`params`, `gflops`, `gflops_aten`, `flops_imgsz`, `flops_flag`, `flops_note`), pretrained
+`images_per_s`), cost as trained (`params`, `gflops`, `gflops_aten`, `gmacs`, `flops_imgsz`, `flops_flag`,
+`flops_note`) and as deployed after `fuse()` (`params_fused`, `gflops_fused`, `gflops_aten_fused`, `gmacs_fused`,
+`fuse_note`), module settings (`save_memory`: RevCol's reversible training, None without RevCol), pretrained
 weights (`pretrained` {path, sha256}, `transferred_tensors`, `total_tensors`, `transferred_params`, `fresh_rows`,
 `partial_rows`; all None for runs from scratch, see `yoloab.transfer`), provenance (`run_dir`, `resumed`,
 `started`, `finished`, `device_name`, `torch`, `ultralytics`, `yoloab`, `python`).
@@ -56,7 +58,8 @@ RUN_KEYS = (
     "status", "error",
     "map50", "map50_95", "precision", "recall", "best_epoch", "epochs_done",
     "train_time_s", "images_per_s",
-    "params", "gflops", "gflops_aten", "flops_imgsz", "flops_flag", "flops_note",
+    "params", "gflops", "gflops_aten", "gmacs", "flops_imgsz", "flops_flag", "flops_note",
+    "params_fused", "gflops_fused", "gflops_aten_fused", "gmacs_fused", "fuse_note", "save_memory",
     "pretrained", "transferred_tensors", "total_tensors", "transferred_params", "fresh_rows", "partial_rows",
     "run_dir", "resumed", "started", "finished", "device_name", "torch", "ultralytics", "yoloab", "python",
 )  # fmt: skip
