@@ -12,14 +12,9 @@ import torch
 from typer.testing import CliRunner
 
 from yoloab.cli.app import app
+from yoloab.flops import _MetaMemo, aten_flops, on_meta
 from yoloab.models import get_base_model
-from yoloab.profiling import (
-    ProfileSettings,
-    _MetaMemo,
-    aten_flops,
-    on_meta,
-    profile_variants,
-)
+from yoloab.profiling import ProfileSettings, profile_variants
 from yoloab.registry import MODULES
 from yoloab.variants import baseline, build, count_params, from_yaml, make_variant
 
@@ -210,7 +205,7 @@ def test_params_fused_equal_ultralytics_fuse_of_a_copy(catalog_models):
 
 def test_aten_flops_falls_back_to_the_plain_count_when_the_memo_breaks(monkeypatch):
     # the memo uses private torch dispatch internals; a torch that changed them must still get an exact count
-    import yoloab.profiling as profiling
+    import yoloab.flops as flops
 
     model = build(baseline(get_base_model("yolov8n")))
     expected = aten_flops(model, 128, memo=False)
@@ -218,7 +213,7 @@ def test_aten_flops_falls_back_to_the_plain_count_when_the_memo_breaks(monkeypat
     def broken(self, *args, **kwargs):
         raise AttributeError("torch internals moved")
 
-    monkeypatch.setattr(profiling._MetaMemo, "__torch_dispatch__", broken)
+    monkeypatch.setattr(flops._MetaMemo, "__torch_dispatch__", broken)
     assert aten_flops(model, 128) == expected
 
 

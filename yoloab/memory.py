@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .profiling import ProfileInputError, ProfileSettings, on_meta
+from .flops import on_meta
+from .profiling import ProfileInputError, ProfileSettings
 
 
 def _numel(value: Any) -> int:

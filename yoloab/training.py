@@ -280,7 +280,7 @@ def costs(variant: Variant, nc: int) -> dict[str, Any]:
 
     The build also checks the variant before training.
     """
-    from .profiling import deployed_counts, flop_counts, fuse_note
+    from .flops import deployed_counts, flop_counts, fuse_note
     from .registry import recorded_attributes
     from .variants import count_params
 

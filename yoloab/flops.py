@@ -1,0 +1,310 @@
+"""FLOP counts of a built model: Ultralytics' thop number, FlopCounterMode, multiply-adds, as trained and deployed.
+
+- `gflops`: Ultralytics' own number (thop through `get_flops`).
+- `gflops_aten`: `torch.utils.flop_counter.FlopCounterMode` at the real input size (2 FLOPs per multiply-add),
+  which also sees functional convolutions (timm's CondConv2d calls `F.conv2d`, invisible to thop) and attention
+  matmuls. The model runs on the meta device (its tensors swapped for storage-less ones for the count, then put back),
+  so it costs no arithmetic, and repeated ops are served from a cache of their output shapes; where a model cannot run
+  on meta it falls back to a real forward pass.
+- `gmacs`: multiply-adds, `gflops_aten / 2` (FlopCounterMode counts only products: convs, matmuls, attention).
+- Where the two differ by more than `FLOP_TOLERANCE`, the row is flagged and the layers responsible are named.
+- These count the model as trained; `*_fused` count it after `fuse()` (BatchNorm folded, RepVGG branches merged; for
+  YOLOv10/YOLO26 one detection branch dropped, which `fuse_note` says).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from ._ultralytics import fuse_drops
+from .variants import count_params
+
+FLOP_TOLERANCE = 0.05
+DEPLOYED_KEYS = ("params_fused", "gflops_fused", "gflops_fused_error", "gflops_aten_fused", "gmacs_fused")
+
+
+def model_stride(model: nn.Module) -> int:
+    """The largest stride of a detection model (at least 32, as Ultralytics assumes)."""
+    return max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32
+
+
+@contextmanager
+def on_meta(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a model on the meta device for a while: same structure and shapes, no storage, no arithmetic.
+
+    Every parameter, buffer and tensor attribute is swapped for an empty meta tensor of the same shape, in place, and
+    everything is put back on exit, including module attributes that a forward pass sets (Detect caches its anchors):
+    no copy of the model is made (a deepcopy of RevCol-tiny alone takes ~70 ms). Tensor attributes named `stride`
+    stay on the host, as in a meta copy by `model.to("meta")`: Detect builds its anchors from Python scalars of them.
+
+    Yields:
+        The model itself, on meta until the block ends.
+    """
+    saved = []
+    try:
+        for m in model.modules():
+            saved.append((m, dict(m.__dict__), dict(m._parameters), dict(m._buffers)))
+            for k, p in m._parameters.items():
+                if p is not None:
+                    m._parameters[k] = nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
+            for k, b in m._buffers.items():
+                if b is not None:
+                    m._buffers[k] = torch.empty_like(b, device="meta")
+            for k, v in m.__dict__.items():
+                if isinstance(v, torch.Tensor) and k != "stride":
+                    m.__dict__[k] = torch.empty_like(v, device="meta")
+        yield model
+    finally:
+        for m, attrs, params, buffers in reversed(saved):
+            m._parameters.clear()
+            m._parameters.update(params)
+            m._buffers.clear()
+            m._buffers.update(buffers)
+            m.__dict__.clear()
+            m.__dict__.update(attrs)
+
+
+_MetaOutputs = tuple[tuple[tuple[int, ...], tuple[int, ...], torch.dtype], ...]
+
+
+def _meta_key(value: Any) -> Any:
+    """A hashable stand-in for an op argument: tensors by their metadata, sequences element-wise."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.device.type)
+    if isinstance(value, (list, tuple)):
+        return tuple(_meta_key(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _meta_key(v)) for k, v in sorted(value.items()))
+    return value
+
+
+class _MetaMemo(TorchDispatchMode):
+    """Serve repeated ops on meta tensors from a cache of their outputs' metadata.
+
+    A meta forward computes nothing, yet many meta kernels are Python (decompositions of batch/layer norm, addmm,
+    GELU, upsampling, elementwise refs) and, with FlopCounterMode's own per-op work, they are the whole time of a
+    counted forward. The output metadata of a functional op (not mutating, returning fresh tensors, not views) whose
+    tensor inputs are all on meta is a pure function of those inputs' metadata and the other arguments, so a later call
+    with the same key gets fresh empty meta tensors with the recorded shapes, strides and dtypes instead of running the
+    op again. Values never enter: meta tensors have none, and calls with any non-meta tensor input are passed through.
+
+    Two places, two caches:
+    - below FlopCounterMode (entered before it, `counter=None`) it serves ops the counter has already seen and counted
+      from their shapes, so the counts cannot change;
+    - above it (`counter` given) it serves only keys whose first call, watched through the counter, added no FLOPs
+      and is not an op the counter has a formula for (norms, activations, concatenations): later calls with the same
+      key would run the same ops and add nothing either, so they skip the counter.
+    A test checks that the counts are identical with and without the memo.
+
+    Args:
+        counter: the FlopCounterMode this instance sits above, if any.
+    """
+
+    _below: dict[Any, _MetaOutputs] = {}  # shared by every use: variants of one base model repeat most keys
+    _above: dict[Any, _MetaOutputs] = {}
+    _functional: dict[Any, bool] = {}
+
+    def __init__(self, counter: FlopCounterMode | None = None) -> None:
+        super().__init__()
+        self.counter = counter
+        self.cache = self._below if counter is None else self._above
+
+    @classmethod
+    def clear(cls) -> None:
+        """Forget every cached op (tests)."""
+        cls._below.clear()
+        cls._above.clear()
+
+    @classmethod
+    def _is_functional(cls, func: Any) -> bool:
+        known = cls._functional.get(func)
+        if known is None:
+            schema = func._schema
+            known = not schema.is_mutable and all(
+                r.alias_info is None and isinstance(r.type, torch.TensorType) for r in schema.returns
+            )
+            cls._functional[func] = known
+        return known
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if not self._is_functional(func):
+            return func(*args, **kwargs)
+        flat = [a for a in (*args, *kwargs.values()) for a in (a if isinstance(a, (list, tuple)) else (a,))]
+        tensors = [a for a in flat if isinstance(a, torch.Tensor)]
+        if not tensors or any(t.device.type != "meta" for t in tensors):
+            return func(*args, **kwargs)
+        key = (func, _meta_key(args), _meta_key(kwargs))
+        try:
+            hit = self.cache.get(key)
+        except TypeError:  # an unhashable argument: not worth a cache entry
+            return func(*args, **kwargs)
+        if hit is not None:
+            # made with Python dispatch off: through the modes below (the counter) an empty tensor costs ~100x more
+            with torch._C._DisableTorchDispatch():
+                outs = tuple(torch.empty_strided(size, stride, dtype=dt, device="meta") for size, stride, dt in hit)
+            return outs if len(func._schema.returns) != 1 else outs[0]
+        counted = self.counter.get_total_flops() if self.counter is not None else 0
+        out = func(*args, **kwargs)
+        outs = out if isinstance(out, tuple) else (out,)
+        if self.counter is not None and (
+            func._overloadpacket in self.counter.flop_registry or self.counter.get_total_flops() != counted
+        ):
+            return out  # counted: every call must reach the counter
+        if all(isinstance(o, torch.Tensor) and o.device.type == "meta" and o.storage_offset() == 0 for o in outs):
+            if len(self.cache) > 65536:  # bounded: a long session profiling many sizes must not grow without end
+                self.cache.clear()
+            self.cache[key] = tuple((tuple(o.shape), o.stride(), o.dtype) for o in outs)
+        return out
+
+
+def _count_on_meta(model: nn.Module, imgsz: int, memo: bool) -> FlopCounterMode:
+    x = torch.zeros(1, 3, imgsz, imgsz, device="meta")
+    counter = FlopCounterMode(display=False)
+    below, above = (_MetaMemo(), _MetaMemo(counter)) if memo else (nullcontext(), nullcontext())
+    with on_meta(model) as target, torch.no_grad(), below, counter, above:
+        target(x)
+    return counter
+
+
+def aten_flops(model: nn.Module, imgsz: int, memo: bool = True) -> tuple[float, dict[int, float]]:
+    """Count FLOPs with FlopCounterMode at the real input size, in eval mode.
+
+    Args:
+        model: the model (put in eval mode).
+        imgsz: square input size.
+        memo: serve repeated meta ops from `_MetaMemo` (same counts, less time; off only to test exactly that).
+
+    Returns:
+        Total GFLOPs and GFLOPs per top-level layer index.
+    """
+    model = model.eval()
+    counter = None
+    if memo:
+        try:
+            counter = _count_on_meta(model, imgsz, memo=True)
+        except Exception:  # the memo leans on torch internals: a torch that changed them still gets the plain count
+            counter = None
+    if counter is None:
+        try:
+            counter = _count_on_meta(model, imgsz, memo=False)
+        except (RuntimeError, NotImplementedError):  # an op without a meta kernel: count on real tensors
+            p = next(model.parameters())
+            x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
+            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                model(x)
+    prefix = f"{type(model).__name__}.model."
+    per_layer = {}
+    for key, counts in counter.get_flop_counts().items():
+        rest = key[len(prefix) :] if key.startswith(prefix) else ""
+        if rest.isdigit():
+            per_layer[int(rest)] = sum(counts.values()) / 1e9
+    return counter.get_total_flops() / 1e9, per_layer
+
+
+def ultralytics_flops(model: nn.Module, imgsz: int) -> float:
+    """Ultralytics' own GFLOPs (thop, stride-aware extrapolation), as its model summary prints them.
+
+    Raises:
+        RuntimeError: thop is missing or failed (Ultralytics would print 0.0; yoloab stores the error instead).
+    """
+    import thop
+    from ultralytics.utils.torch_utils import get_flops
+
+    if not hasattr(thop, "profile"):
+        raise RuntimeError("the installed 'thop' has no profile(); install ultralytics-thop, not PyPI thop")
+    value = get_flops(model, imgsz)
+    if not value:
+        raise RuntimeError("Ultralytics get_flops returned 0.0 (thop failed or is the PyPI 'thop' package)")
+    return value
+
+
+def thop_per_layer(model: nn.Module, imgsz: int) -> dict[int, float]:
+    """Per-layer GFLOPs as thop counts them at a given size (to explain a disagreement)."""
+    import thop
+
+    p = next(model.parameters())
+    x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
+    # no copy: thop removes its hooks and counters and restores every module's mode (Ultralytics' get_flops relies on
+    # that too), and at the probe size a real pass costs less than a meta one
+    _, _, info = thop.profile(model, inputs=[x], verbose=False, ret_layer_info=True)
+    layers = info.get("model", (0, 0, {}))[2]
+    return {int(k): 2 * v[0] / 1e9 for k, v in layers.items() if str(k).isdigit()}
+
+
+def flop_disagreement(model: nn.Module) -> str:
+    """Name the layers where thop and FlopCounterMode disagree, with thop's share of aten's count there.
+
+    Both are counted at a small stride-aligned probe size, like the proxies that Ultralytics' stride-aware `get_flops`
+    extrapolates from: the shares, not the totals, say what thop misses (a direct thop run at full size also misses
+    attention products that the extrapolation recovers).
+    """
+    probe = 2 * model_stride(model)
+    thop_layers = thop_per_layer(model, probe)
+    _, aten_layers = aten_flops(model, probe)
+    gaps = []
+    for i, aten in aten_layers.items():
+        seen = thop_layers.get(i, 0.0)
+        if abs(aten - seen) > 0.5 * max(aten, 1e-12):  # thop adds a little for BN and activations: ignore that
+            gaps.append((i, type(model.model[i]).__name__, seen, aten))
+    if not gaps:
+        return "thop's counting rules differ from aten's across many layers (normalisation, activations)"
+    kinds = sorted({g[1] for g in gaps})
+    share = sum(g[2] for g in gaps) / sum(g[3] for g in gaps)
+    hint = ""
+    if {"DynamicConv", "DynamicBnAct"} & set(kinds):
+        hint = "; CondConv2d convolves with F.conv2d, which thop does not see"
+    rows = ", ".join(str(g[0]) for g in gaps)
+    return f"rows {rows} ({', '.join(kinds)}): thop sees {share:.0%} of the FLOPs aten counts there{hint}"
+
+
+def flop_counts(model: nn.Module, imgsz: int) -> dict[str, Any]:
+    """Both GFLOPs counts of a model and their agreement, as record fields.
+
+    Returns:
+        `gflops` (Ultralytics; None with `gflops_error` when it fails, never 0.0), `gflops_aten`, `gmacs`,
+        `flops_flag` (they differ by more than `FLOP_TOLERANCE`) and `flops_note` (the rows responsible, when flagged).
+    """
+    out: dict[str, Any] = {}
+    try:
+        out["gflops"], out["gflops_error"] = ultralytics_flops(model, imgsz), None
+    except Exception as err:  # stored, never printed as 0.0
+        out["gflops"], out["gflops_error"] = None, f"{type(err).__name__}: {err}"
+    out["gflops_aten"], _ = aten_flops(model, imgsz)
+    out["gmacs"] = out["gflops_aten"] / 2
+    gap = None if out["gflops"] is None else abs(out["gflops"] - out["gflops_aten"]) / max(out["gflops_aten"], 1e-9)
+    out["flops_flag"] = bool(gap is not None and gap > FLOP_TOLERANCE)
+    out["flops_note"] = flop_disagreement(model) if out["flops_flag"] else None
+    return out
+
+
+def deployed_counts(fused: nn.Module, imgsz: int) -> dict[str, Any]:
+    """The `DEPLOYED_KEYS` of a model after `fuse()`: params and both GFLOPs counts of what is deployed."""
+    out: dict[str, Any] = {"params_fused": count_params(fused)}
+    try:
+        out["gflops_fused"], out["gflops_fused_error"] = ultralytics_flops(fused, imgsz), None
+    except Exception as err:  # stored, never printed as 0.0
+        out["gflops_fused"], out["gflops_fused_error"] = None, f"{type(err).__name__}: {err}"
+    out["gflops_aten_fused"], _ = aten_flops(fused, imgsz)
+    out["gmacs_fused"] = out["gflops_aten_fused"] / 2
+    return out
+
+
+def fuse_note(model: nn.Module) -> str | None:
+    """Say which count a paper quotes when `fuse()` drops a detection branch (call before fusing); else None."""
+    drops = fuse_drops(model)
+    if not drops:
+        return None
+    heads = ", ".join(f"the {branch} branch of row {row} ({kind})" for row, kind, branch in drops)
+    return (
+        f"params, gflops and gflops_aten count both detection branches, as trained; fuse() drops {heads} "
+        "(both have the same shape); papers (YOLOv10's) and Ultralytics' docs quote the deployed model: "
+        "params_fused, gflops_fused"
+    )
