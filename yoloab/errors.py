@@ -101,3 +101,11 @@ class YoloabWarning(UserWarning):
 
 class PretrainedError(YoloabError):
     """A `--pretrained` file that is missing, is not an Ultralytics checkpoint, or belongs to another base model."""
+
+
+class UnknownRuntimeError(YoloabError):
+    """A deployment runtime name that yoloab does not know."""
+
+
+class MissingExtraError(YoloabError):
+    """An optional dependency (an extra such as `yoloab[deploy]`) that is not installed."""

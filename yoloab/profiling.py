@@ -14,8 +14,10 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,11 +25,12 @@ from torch import nn
 
 from . import __version__
 from ._ultralytics import ultralytics_version
+from .deploy import Deployed, calibrate_batchnorm, check_runtimes, deploy_variant, runtime_runners
 from .errors import ProfileInputError
 from .flops import DEPLOYED_KEYS, deployed_counts, flop_counts, fuse_note, model_stride
 from .registry import recorded_attributes
 from .transfer import Pretrained, transfer_all
-from .variants import Variant, build, count_params
+from .variants import Variant, build_seeded, count_params
 
 
 @dataclass
@@ -46,6 +49,8 @@ class ProfileSettings:
         rounds: interleaved rounds; each round times every variant.
         round_s: target time per variant and round.
         pretrained: a checkpoint of the base model carried into every variant (`yoloab.transfer`), or None.
+        runtimes: `torch` and deployment runtimes (`yoloab.deploy.RUNTIMES`); the others are exported and checked.
+        exports: folder of the exported artifacts (their cache).
     """
 
     imgsz: int = 640
@@ -59,6 +64,8 @@ class ProfileSettings:
     rounds: int = 5
     round_s: float = 0.4
     pretrained: Pretrained | None = None
+    runtimes: tuple[str, ...] = ("torch",)
+    exports: Path = Path("results/exports")
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -125,13 +132,15 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
 
 
 def interleaved_latency(
-    runners: dict[str, Callable[[], Any]], device: torch.device, settings: ProfileSettings
-) -> dict[str, tuple[float, float]]:
+    runners: dict[Hashable, Callable[[], Any]], device: torch.device, settings: ProfileSettings
+) -> dict[Hashable, tuple[float, float]]:
     """Time every runner in interleaved rounds after a timed warm-up.
 
     Returns:
         Median and IQR in seconds per runner.
     """
+    if not runners:
+        return {}
     timer = _timer(device)
     per_iter = {}
     for name, fn in runners.items():
@@ -217,7 +226,8 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
         raise ProfileInputError(f"--nc {settings.nc} must be at least 1 (or left out: the yaml's nc)")
     if settings.half and device.type != "cuda":
         raise ProfileInputError("--half needs a CUDA device; fp16 convolutions on CPU are not what papers report")
-    models = {v.name: build(v, nc=settings.nc) for v in variants}
+    runtimes, skipped = check_runtimes(settings.runtimes, device)
+    models = {v.name: build_seeded(v, nc=settings.nc) for v in variants}  # exports are cached by their weights
     for name, model in models.items():
         check_imgsz(settings.imgsz, model_stride(model), name)
     if settings.latency:
@@ -228,6 +238,9 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
     transfers: dict[str, dict[str, Any]] = {}
     if settings.pretrained is not None:
         transfers = transfer_all(models, variants, settings.pretrained)
+    elif runtimes != ["torch"]:  # parity needs outputs that depend on the input; see calibrate_batchnorm
+        for model in models.values():
+            calibrate_batchnorm(model, settings.imgsz)
 
     threads = settings.threads or os.cpu_count() or 1
     if device.type == "cpu":
@@ -243,7 +256,7 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
         "ultralytics": ultralytics_version(),
         "yoloab": __version__,
     }
-    records = []
+    records, deployed = [], {}
     for v in variants:
         model = models[v.name]
         record: dict[str, Any] = {
@@ -260,10 +273,15 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
         record.update(transfers.get(v.name, {}))
         record.update(dict.fromkeys(DEPLOYED_KEYS))  # counted below, once nothing needs the unfused model
         record["fuse_note"] = fuse_note(model)
+        others, batch = [r for r in runtimes if r != "torch"], settings.batch if settings.latency else None
+        fields, deployed[v.name] = deploy_variant(
+            model, v.name, others, settings.exports, settings.imgsz, batch, device, threads, settings.half
+        )
+        record.update(fields, runtimes=runtimes, **{f"export_{rt}": why for rt, why in skipped.items()})
         records.append(record)
 
     if settings.latency:
-        _measure_timing(models, records, device, settings)  # counts DEPLOYED_KEYS on the fused copies it times
+        _measure_timing(models, records, device, settings, deployed)  # counts DEPLOYED_KEYS on the fused copies
     else:
         # nothing needs the unfused models any more: fuse them in place rather than copies (same count, no deepcopy);
         # after the loop, since a variant listed twice shares one model, and fuse() skips a model already fused
@@ -279,7 +297,11 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
 
 
 def _measure_timing(
-    models: dict[str, nn.Module], records: list[dict[str, Any]], device: torch.device, settings: ProfileSettings
+    models: dict[str, nn.Module],
+    records: list[dict[str, Any]],
+    device: torch.device,
+    settings: ProfileSettings,
+    deployed: dict[str, dict[str, Deployed]],
 ) -> None:
     dtype = torch.float16 if settings.half else torch.float32
     prepared = {name: _prepare(m, device, half=False) for name, m in models.items()}
@@ -297,14 +319,21 @@ def _measure_timing(
 
         return run
 
-    latency = interleaved_latency({n: runner(m, one) for n, m in prepared.items()}, device, settings)
-    batched = interleaved_latency({n: runner(m, many) for n, m in prepared.items()}, device, settings)
+    torch_on = "torch" in settings.runtimes
+    singles = {(n, "torch"): runner(m, one) for n, m in prepared.items() if torch_on}
+    batches = {(n, "torch"): runner(m, many) for n, m in prepared.items() if torch_on}
+    runtime_runners(deployed, one.float().cpu().numpy(), many.float().cpu().numpy(), singles, batches)
+    latency = interleaved_latency(singles, device, settings)
+    batched = interleaved_latency(batches, device, settings)
     for record in records:
         name = record["variant"]
-        med, iqr = latency[name]
-        record["latency_ms"], record["latency_iqr_ms"] = med * 1e3, iqr * 1e3
-        record["throughput_ips"] = settings.batch / batched[name][0]
-        if device.type == "cuda":
+        for rt in dict.fromkeys(["torch", *record["runtimes"]]):  # torch's keys stay, None when not timed
+            suffix = "" if rt == "torch" else f"_{rt}"
+            med, iqr = (t * 1e3 for t in latency[(name, rt)]) if (name, rt) in latency else (None, None)
+            record[f"latency_ms{suffix}"], record[f"latency_iqr_ms{suffix}"] = med, iqr
+            per_batch = batched.get((name, rt), (None,))[0]
+            record[f"throughput_ips{suffix}"] = settings.batch / per_batch if per_batch else None
+        if device.type == "cuda" and torch_on:
             record["mem_infer_mb"], record["mem_train_mb"] = peak_memory_mb(
                 prepared[name], models[name], device, settings.imgsz, settings.batch, settings.half
             )

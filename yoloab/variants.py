@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from . import __version__
@@ -270,6 +271,13 @@ def check_buildable(variants: list[Variant]) -> None:
     """
     for variant in variants:
         build(variant)
+
+
+def build_seeded(variant: Variant, nc: int | None = None, seed: int = 0) -> nn.Module:
+    """`build` with torch's global generator seeded for the call (and restored after): the same weights every time."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(variant, nc=nc)
 
 
 def count_params(model: nn.Module) -> int:

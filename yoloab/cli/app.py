@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from ..errors import (
     DatasetError,
     DuplicateModuleError,
+    MissingExtraError,
     ModelConfigError,
     ModelRowError,
     PlacementError,
@@ -30,6 +31,7 @@ from ..errors import (
     UltralyticsCompatError,
     UnknownModelError,
     UnknownModuleError,
+    UnknownRuntimeError,
     VariantNameError,
     YoloabError,
     YoloabWarning,
@@ -46,11 +48,13 @@ EXIT_CODES: dict[type[YoloabError], int] = {
     ModelRowError: 2,
     VariantNameError: 2,
     PretrainedError: 2,
+    UnknownRuntimeError: 2,
     ModelConfigError: 3,
     PluginError: 4,
     DuplicateModuleError: 4,
     UltralyticsCompatError: 5,
     StorageError: 6,
+    MissingExtraError: 7,
 }
 err_console = Console(stderr=True, soft_wrap=True)
 

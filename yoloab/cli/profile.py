@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 from .options import (
     Models,
@@ -45,6 +47,13 @@ def profile(
     half: Annotated[bool, typer.Option("--half", help="fp16 latency (CUDA).")] = False,
     latency: Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency and memory.")] = True,
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")] = None,
+    runtime: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--runtime",
+            help="torch (default) | onnxruntime | openvino | tensorrt; repeatable. Others are exported and checked.",
+        ),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     results: Results = Path("results"),
     pretrained: PretrainedOpt = None,
@@ -72,10 +81,15 @@ def profile(
         variants = select(models, modules, placement, [str(y) for y in yamls or []])
         seed = check_pretrained(pretrained, variants) if pretrained else None
         settings = ProfileSettings(
-            imgsz=imgsz, batch=batch, device=device, half=half, latency=latency, nc=nc, threads=threads, pretrained=seed
+            imgsz=imgsz, batch=batch, device=device, half=half, latency=latency, nc=nc, threads=threads,
+            runtimes=tuple(runtime or ["torch"]),
+            exports=Path(results) / "exports",
+            pretrained=seed,
         )
         check_writable(results)
         records = profile_variants(variants, settings)
+        for note in dict.fromkeys(f"{k[7:]} {v}" for k, v in records[0].items() if str(v).startswith("skipped:")):
+            Console(stderr=True).print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         stored = store_profile(records, results)
     table = profile_table(records, f"yoloab profile (imgsz {imgsz}, {records[0]['device_name']})")
     if fmt is Format.json:
