@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import sys
 
@@ -117,6 +118,9 @@ def test_export_failure_is_one_line_naming_the_op_and_row(tmp_path, cummax_varia
     made = deploy.export(_seeded(cummax_variant), "cummax", "onnxruntime", tmp_path, IMGSZ, 1, False, CPU)
     assert made.status.startswith("failed: unsupported operator aten::cummax (opset ")
     assert "\n" not in made.status and made.path is None
+    if importlib.util.find_spec("openvino"):
+        ov = deploy.export(_seeded(cummax_variant), "cummax", "openvino", tmp_path, IMGSZ, 1, False, CPU)
+        assert ov.status == "failed: unsupported operator aten::cummax"
     settings = ProfileSettings(imgsz=IMGSZ, latency=False, runtimes=("torch", "onnxruntime"), exports=tmp_path)
     base, record = profile_variants([baseline(get_base_model("yolov8n")), cummax_variant], settings)
     assert base["export_onnxruntime"] == "ok" and record["export_onnxruntime"] == made.status

@@ -136,7 +136,8 @@ def export_key(digest: str, runtime: str, imgsz: int, batch: int, half: bool, de
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
-_OP = re.compile(r"operator '([\w:.]+)'")
+# torch.onnx: "Exporting the operator 'aten::x' ..."; OpenVINO: "No conversion rule found for operations: aten::x"
+_OP = re.compile(r"operator '([\w:.]+)'|operations: ([\w:., ]+)")
 _ROW = re.compile(r"::model\.(\d+)")
 
 
@@ -149,7 +150,7 @@ def failure_reason(err: BaseException) -> str:
     text = str(err).strip()
     first = (text.splitlines() or [""])[0].split(" [Caused by")[0].strip()
     op = _OP.search(text)
-    reason = f"unsupported operator {op.group(1)}" if op else f"{type(err).__name__}: {first}".rstrip(": ")
+    reason = f"unsupported operator {op.group(1) or op.group(2).strip()}" if op else f"{type(err).__name__}: {first}"
     if op and (opset := re.search(r"opset version (\d+)", text)):
         reason += f" (opset {opset.group(1)})"
     row = _ROW.search(text)
