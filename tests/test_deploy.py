@@ -157,7 +157,7 @@ def test_missing_runtime_is_one_line_naming_the_extra(tmp_path, monkeypatch, hid
     results = tmp_path / "results"
     args = ["profile", "--model", "yolov8n", "--runtime", runtime, "--no-latency", "--results", str(results)]
     result = runner.invoke(app, args)
-    assert result.exit_code == 6 and result.stderr.count("\n") == 1, result.output
+    assert result.exit_code == 7 and result.stderr.count("\n") == 1, result.output
     assert hidden in result.stderr and "yoloab[deploy]" in result.stderr and "Traceback" not in result.stderr
     assert not results.exists()
 
