@@ -32,6 +32,7 @@ def _seeded(variant):
     return deploy.calibrate_batchnorm(build(variant), IMGSZ)
 
 
+@pytest.mark.slow  # exports (and a profile): 20-80 s on a shared 2-core machine
 def test_calibrated_model_output_depends_on_the_input():
     """As initialised, the head output is the same for any image; parity is only a check once it is not."""
     torch.manual_seed(0)
@@ -62,6 +63,7 @@ def test_parity_formula_on_a_hand_made_case():
         deploy.parity(ref, ref.T)
 
 
+@pytest.mark.slow  # exports (and a profile): 20-80 s on a shared 2-core machine
 def test_parity_figure_equals_an_independent_onnxruntime_run(tmp_path):
     variant = baseline(get_base_model("yolov8n"))
     model = _seeded(variant)
@@ -114,6 +116,7 @@ def cummax_variant(clean_registry):
     return make_variant(get_base_model("yolov8n"), "CumMaxDown", "article")
 
 
+@pytest.mark.slow  # exports (and a profile): 20-80 s on a shared 2-core machine
 def test_export_failure_is_one_line_naming_the_op_and_row(tmp_path, cummax_variant):
     made = deploy.export(_seeded(cummax_variant), "cummax", "onnxruntime", tmp_path, IMGSZ, 1, False, CPU)
     assert made.status.startswith("failed: unsupported operator aten::cummax (opset ")
@@ -127,6 +130,7 @@ def test_export_failure_is_one_line_naming_the_op_and_row(tmp_path, cummax_varia
     assert record["parity_onnxruntime"] is None and record["provider_onnxruntime"] is None
 
 
+@pytest.mark.slow  # exports (and a profile): 20-80 s on a shared 2-core machine
 def test_second_run_finds_the_export_in_the_cache(tmp_path, monkeypatch):
     model = _seeded(baseline(get_base_model("yolov8n")))
     torch.set_num_threads(2)
