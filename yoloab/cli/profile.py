@@ -81,7 +81,13 @@ def profile(
         variants = select(models, modules, placement, [str(y) for y in yamls or []])
         seed = check_pretrained(pretrained, variants) if pretrained else None
         settings = ProfileSettings(
-            imgsz=imgsz, batch=batch, device=device, half=half, latency=latency, nc=nc, threads=threads,
+            imgsz=imgsz,
+            batch=batch,
+            device=device,
+            half=half,
+            latency=latency,
+            nc=nc,
+            threads=threads,
             runtimes=tuple(runtime or ["torch"]),
             exports=Path(results) / "exports",
             pretrained=seed,
