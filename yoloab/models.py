@@ -99,7 +99,8 @@ def get_base_model(name: str) -> BaseModel:
         UnknownModelError: the name is not a detection model of the installed Ultralytics.
     """
     models = base_models()
-    key = name[:-5] if name.endswith(".yaml") else name
+    # yolo11n.pt names the same architecture as yolo11n: only the yaml is used, nothing is downloaded
+    key = name.removesuffix(".yaml").removesuffix(".pt")
     if key in models:
         return models[key]
     raise UnknownModelError(

@@ -23,7 +23,7 @@ from torch import nn
 from . import __version__
 from ._ultralytics import ultralytics_version, validate_rows
 from .errors import ModelConfigError, VariantNameError, YoloabError
-from .models import BaseModel, get_base_model, load_model_yaml
+from .models import BaseModel, base_models, get_base_model, load_model_yaml
 from .placement import label, resolve, row_strides
 from .registry import MODULES, ModuleEntry, split_name
 
@@ -209,6 +209,29 @@ def from_yaml(path: str | Path) -> Variant:
         path,
         {int(old): int(new) for old, new in meta["row_map"]} if meta.get("row_map") else None,
     )
+
+
+def select_request(
+    models: list[str] | None, modules: list[str] | None, placement: str = "article", yamls: list[str] | None = None
+) -> list[Variant]:
+    """The variants of a command line, with the grammar every verb shares.
+
+    No `--module`: the baselines only; `--module all`: every registered module. A model name may end in `.yaml` or
+    `.pt` (the same architecture). A positional argument that is not a file on disk but names a base model yaml that
+    Ultralytics ships (`yolo11n.yaml`) is that base model. No model and no yaml file: yolov8n.
+
+    Raises:
+        YoloabError: any unknown model, module or invalid placement, before anything is built.
+    """
+    names = list(models or [])
+    files: list[str] = []
+    for arg in yamls or []:
+        if not Path(arg).exists() and arg.endswith(".yaml") and Path(arg).name == arg and arg[:-5] in base_models():
+            names.append(arg)
+        else:
+            files.append(arg)
+    chosen_modules = MODULES.names() if "all" in (modules or []) else list(modules or [])
+    return select(names or ([] if files else ["yolov8n"]), chosen_modules, placement, files)
 
 
 def select(

@@ -67,6 +67,12 @@ def exit_code(err: YoloabError) -> int:
 class _Group(TyperGroup):
     """Runs a command and turns yoloab errors into one line and an exit code."""
 
+    def get_command(self, ctx, cmd_name):  # noqa: D102
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_metavars(command, ctx)
+        return command
+
     def invoke(self, ctx):  # noqa: D102
         try:
             with warnings.catch_warnings():
@@ -85,6 +91,23 @@ class _Group(TyperGroup):
             raise typer.Exit(130) from None
 
 
+_PLAIN_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "file": "PATH", "directory": "DIR"}
+
+
+def _plain_metavars(command, ctx) -> None:
+    """Show plain metavars (INTEGER, PATH, local|ray) where Typer would print Python types (<list[Path]>)."""
+    for param in command.params:
+        display_type = getattr(param, "display_type", None)
+        if param.metavar is not None or getattr(param, "is_flag", False) or display_type is None:
+            continue
+        if param.param_type_name == "argument":
+            param.metavar = param.name.upper()  # click adds the "..." of a repeatable argument itself
+            param.display_type_rich = lambda ctx: None  # Typer would append the Python type after the name
+            continue
+        name = display_type(ctx).strip("<>").removeprefix("list[").removesuffix("]")
+        param.metavar = _PLAIN_TYPES.get(name.lower(), name)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     """Print warnings of yoloab as one line on stderr, and any other warning as Python would."""
     if issubclass(category, YoloabWarning):
@@ -100,7 +123,28 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    # Plain help: Rich markup would swallow bracketed help text ("[default: ...]") and Typer's Rich panels print
+    # Python types (<list[Path]>, <bool>) where click prints plain metavars (PATH, INTEGER).
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"yoloab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+    ),
+) -> None:
+    """Ablations and honest benchmarks of plug-in modules inside Ultralytics YOLO."""
 
 
 def _register_commands() -> None:

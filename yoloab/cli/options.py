@@ -16,16 +16,31 @@ Plugins = Annotated[
 ]
 Models = Annotated[
     list[str] | None,
-    typer.Option("--model", "-m", help="Base model name, e.g. yolov8n, yolo11s (repeatable).", show_default=False),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Base model name, e.g. yolov8n, yolo11s or yolo11n.pt (repeatable; none: yolov8n).",
+        show_default=False,
+    ),
 ]
 Modules = Annotated[
     list[str] | None,
-    typer.Option("--module", help="Registered module; RevCol-small etc. pick a size (repeatable).", show_default=False),
+    typer.Option(
+        "--module",
+        help="Registered module or all; RevCol-small etc. pick a size (repeatable; none: baselines only).",
+        show_default=False,
+    ),
 ]
 PlacementOpt = Annotated[
     str, typer.Option("--placement", "-p", help="article | all | backbone | head | row indices such as 1,3,16.")
 ]
-Yamls = Annotated[list[Path] | None, typer.Argument(help="Model yaml files, used as given.", show_default=False)]
+Yamls = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Model yaml files, used as given; a base model yaml Ultralytics ships (yolo11n.yaml) is that base model.",
+        show_default=False,
+    ),
+]
 Nc = Annotated[int | None, typer.Option("--nc", help="Number of classes (default: the yaml's nc).")]
 PretrainedOpt = Annotated[
     Path | None,

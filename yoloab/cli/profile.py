@@ -66,19 +66,16 @@ def profile(
     # imported here, not at the top: `yoloab --help` must not wait for torch and Ultralytics
     from .._ultralytics import logs_to_stderr
     from ..profiling import ProfileSettings, profile_variants
-    from ..registry import MODULES
     from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table
     from ..results import check_writable, store_profile
     from ..transfer import check_pretrained, summary_line
-    from ..variants import select
+    from ..variants import select_request
 
     load_plugins(plugin)
-    modules = MODULES.names() if module == ["all"] else (module or [])
-    models = model or ([] if yamls else ["yolov8n"])
     machine = fmt is not Format.table
     # a machine format's stdout is its data alone: Ultralytics' log lines and any print go to stderr meanwhile
     with logs_to_stderr() if machine else nullcontext(), redirect_stdout(sys.stderr) if machine else nullcontext():
-        variants = select(models, modules, placement, [str(y) for y in yamls or []])
+        variants = select_request(model, module, placement, [str(y) for y in yamls or []])
         seed = check_pretrained(pretrained, variants) if pretrained else None
         settings = ProfileSettings(
             imgsz=imgsz,

@@ -159,18 +159,15 @@ def sweep(
     from ..datasets import load_dataset
     from ..executors import make_executor
     from ..profiling import check_imgsz
-    from ..registry import MODULES
     from ..results import check_writable
     from ..significance import warnings
     from ..sweep import run_sweep
     from ..training import TrainSettings, parse_train_args, plan_runs, ultralytics_device
     from ..transfer import check_pretrained
-    from ..variants import check_buildable, select
+    from ..variants import check_buildable, select_request
 
     load_plugins(plugin)
-    modules = MODULES.names() if module == ["all"] else (module or [])
-    models = model or ([] if yamls else ["yolov8n"])
-    variants = select(models, modules, placement, [str(y) for y in yamls or []])
+    variants = select_request(model, module, placement, [str(y) for y in yamls or []])
     check_buildable(variants)  # every variant before any trains, exactly as profile builds them
     check_imgsz(imgsz, 32, "every model")
     seed_ckpt = check_pretrained(pretrained, variants) if pretrained else None  # before anything is written

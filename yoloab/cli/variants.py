@@ -31,10 +31,9 @@ def variants(
 ) -> None:
     """Generate variants of base models (one per module and placement), write their yaml, build and count them.
 
-    With no --module, every registered module is used; YAML files are built as given.
+    No --module: the baselines only; `--module all`: every registered module; YAML files are built as given.
     """
-    from ..registry import MODULES
-    from ..variants import build, count_params, select, with_nc, write_yaml
+    from ..variants import build, count_params, select_request, with_nc, write_yaml
 
     load_plugins(plugin)
     if preset is not None:
@@ -43,10 +42,7 @@ def variants(
             raise typer.BadParameter(f"unknown preset '{preset}'; expected one of {', '.join(PRESETS)}")
         chosen_variants = chosen()
     else:
-        models = model or ([] if yamls else ["yolov8n"])
-        modules = module if module is not None else MODULES.names()
-        chosen_variants = select(models, modules, placement, [str(y) for y in yamls or []])
-        chosen_variants = [v for v in chosen_variants if not v.is_baseline or not module]
+        chosen_variants = select_request(model, module, placement, [str(y) for y in yamls or []])
     chosen_variants = [with_nc(v, nc) if v.path is None else v for v in chosen_variants]  # written files carry nc
     table = Table(title="Variants", title_justify="left")
     for col, justify in (("variant", "left"), ("rows changed", "left"), ("params", "right"), ("yaml", "left")):
