@@ -197,7 +197,6 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
         PNG bytes, or None when no row has both values.
     """
     from matplotlib import rc_context
-    from matplotlib.ticker import ScalarFormatter
 
     rows = [r for r in table.shown if r.values[cost].mean is not None and r.values["map50_95"].mean is not None]
     if not rows:
@@ -223,13 +222,7 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
             ax.errorbar(x, y, yerr=e or None, fmt="o", ms=6, color=colors[row.label], capsize=3, zorder=4)
         if any(errs):
             ax.plot([], [], "o", color="0.4", label="mean ± std over seeds (error bar)")
-        # one large model (RevCol) would squeeze every conv swap into a sliver of a linear axis
-        log = min(xs) > 0 and max(xs) / min(xs) > 5
-        if log:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.xaxis.set_minor_formatter(ScalarFormatter())
-        ax.set_xlim(*_limits(xs, 0.2, log))
+        log = cost_axis(ax, xs)
         ax.set_ylim(
             *_limits(
                 [y - e for y, e in zip(ys, errs, strict=True)] + [y + e for y, e in zip(ys, errs, strict=True)], 0.2
@@ -244,14 +237,38 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
         return _png(fig)
 
 
+def cost_axis(ax: Any, xs: Sequence[float]) -> bool:
+    """Scale, limits and ticks of the cost (x) axis; returns whether it is logarithmic.
+
+    A log axis labels only as many of 1, 2, 3, 5 ... per decade as the decades it spans leave room for, and no minor
+    tick, so that labels such as 600, 700, 800, 900 never run together.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    # one large model (RevCol) would squeeze every conv swap into a sliver of a linear axis
+    log = min(xs) > 0 and max(xs) / min(xs) > 5
+    if log:
+        ax.set_xscale("log")
+    lo, hi = _limits(xs, 0.2, log)
+    ax.set_xlim(lo, hi)
+    if log:
+        decades = math.log10(hi / lo)
+        subs = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0) if decades < 1.5 else (1.0, 2.0, 5.0) if decades < 3 else (1.0,)
+        ax.xaxis.set_major_locator(LogLocator(subs=subs, numticks=100))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(LogLocator(subs="auto", numticks=100))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    return log
+
+
 def _cost_label(table: ReportTable, rows: list[Row], cost: str) -> str:
     if cost == "gflops_aten":
         sizes = {r.get("flops_imgsz") for row in rows for r in row.runs} - {None}
-        at = f" at imgsz {sizes.pop()}" if len(sizes) == 1 else ""
-        return f"GFLOPs (aten count{at}: the honest one, it also sees functional convs that thop misses)"
+        at = f" at {sizes.pop()} px" if len(sizes) == 1 else ""
+        return f"GFLOPs{at} (PyTorch operator count)"
     sources = {(s.get("imgsz"), s.get("device_name")) for row in rows if (s := row.latency_source)}
-    where = f", imgsz {next(iter(sources))[0]}, {next(iter(sources))[1]}" if len(sources) == 1 else ""
-    return f"latency ms (yoloab profile, batch 1{where})"
+    where = f", {next(iter(sources))[0]} px, {next(iter(sources))[1]}" if len(sources) == 1 else ""
+    return f"Latency in ms (batch 1{where})"
 
 
 # ---- training curves --------------------------------------------------------------------------------------------
