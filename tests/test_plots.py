@@ -59,9 +59,7 @@ def test_axis_labels_are_plain(tmp_path):
     from matplotlib import pyplot as plt
 
     n = len(plt.get_fignums())
-    for cost, label in (("gflops_aten", "GFLOPs"), ("latency_ms", "Latency in ms")):
-        png = map_vs_cost_png(shapes, cost)
-        assert png is not None
+    assert all(map_vs_cost_png(shapes, cost) is not None for cost in ("gflops_aten", "latency_ms"))
     assert len(plt.get_fignums()) == n  # figures are not left open
     from yoloab.report.plots import _cost_label
 
