@@ -85,10 +85,11 @@ def test_one_entry_reaches_every_report_format(energy_metric, energy_store):
     assert float(rows["yolov8n-ADown-all"]["d_energy_j_pct"]) == pytest.approx(100 * d / base)
     assert "energy_j" in rows["yolov8n-ADown-all"]["best"].split()
 
-    latex = render_report(report, "latex")
-    assert r"Energy (\si{J}) & $\Delta$" in latex
-    latex_delta = delta.replace("%", r"\%")
-    assert rf"\textbf{{{value}}} & {latex_delta}" in latex
+    assert "Energy" not in render_report(report, "latex")  # the compact LaTeX table shows COMPACT columns only
+    latex = render_report(report, "latex", columns=["params", "energy_j"])
+    assert r"Model & Params (M) & Energy (\si{J}) \\" in latex
+    # the change goes under the value in small type, relative for a cost
+    assert rf"\textbf{{{value}}}\\{{\tiny {100 * d / base:+.1f}\%}}" in latex
 
     page = render_report(report, "html")
     assert "<th>energy (J)</th>" in page and f"<td><strong>{value}</strong></td><td>{delta}</td>" in page

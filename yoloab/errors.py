@@ -91,6 +91,10 @@ class ResultsError(YoloabError):
     """A results directory that is missing, empty or holds nothing matching the request."""
 
 
+class ReportInputError(YoloabError):
+    """A report option naming something that does not exist (an unknown `--columns` name)."""
+
+
 class StorageError(YoloabError):
     """A results directory that cannot be written: not a folder, read-only, or out of space."""
 

@@ -32,6 +32,15 @@ def report(
         typer.Option("--baseline", help="Variant to compare against (default: each base model's baseline)."),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Table format.")] = Format.md,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            help="LaTeX columns, comma-separated metric keys, e.g. params,gflops_aten,map50,map50_95 "
+            "(default: params,gflops,latency_ms,map50_95, which fits one column of a two-column paper).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Write report.<ext> and the PNG plots into this folder instead of printing."),
@@ -43,14 +52,18 @@ def report(
     with --out, report.md/.csv/.tex/.html and the PNG plots are written there.
     """
     from ..report import FORMATS, load_report, render_report, rich_report, write_report
+    from ..report.latex import check_columns
 
     rep = load_report(results, dataset=dataset, baseline=baseline)
+    chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    if chosen:
+        check_columns(rep, chosen)  # before any plot is drawn or file written
     plots = []
     if out is not None or fmt is Format.html:
         from ..report.plots import report_plots
 
         plots = report_plots(rep)
-    text = render_report(rep, fmt.value, plots)
+    text = render_report(rep, fmt.value, plots, chosen)
     if out is None:
         console = Console()
         if fmt is Format.md and console.is_terminal:

@@ -21,14 +21,17 @@ FORMATS = {"md": "md", "csv": "csv", "latex": "tex", "html": "html"}
 """Report formats and the extension of their file."""
 
 
-def render_report(report: Report, fmt: str, plots: Sequence[Plot] = ()) -> str:
-    """The report as text in one of `FORMATS` (md, csv, latex, html); plots are linked (md) or embedded (html)."""
+def render_report(report: Report, fmt: str, plots: Sequence[Plot] = (), columns: Sequence[str] | None = None) -> str:
+    """The report as text in one of `FORMATS` (md, csv, latex, html); plots are linked (md) or embedded (html).
+
+    `columns` picks the LaTeX table's columns (default: its compact set); other formats show every column.
+    """
     if fmt == "md":
         return report_markdown(report, plots)
     if fmt == "csv":
         return report_csv(report)
     if fmt == "latex":
-        return report_latex(report)
+        return report_latex(report, columns)
     if fmt == "html":
         return report_html(report, plots)
     raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -1,9 +1,39 @@
-"""LaTeX: booktabs tables for papers, best values in bold, notes under each table."""
+r"""LaTeX: booktabs tables that fit one column of a two-column paper, best values in bold, notes for a reader.
+
+By default each table has four value columns (`COMPACT`: params, GFLOPs, latency, mAP50-95) with the change against
+the baseline in small type on a second line of each cell, so that it fits `\linewidth` of IEEEtran or
+`\documentclass[twocolumn]{article}` (about 241-252 pt) without `\resizebox`; `columns` picks others. Settings and
+versions go into LaTeX comments for the author rather than under the table.
+"""
 
 from __future__ import annotations
 
-from .metrics import DATASET
-from .table import Cell, Report, cells, slug
+import re
+from collections.abc import Sequence
+
+from ..errors import ReportInputError, did_you_mean
+from .metrics import DATASET, METRICS, Metric
+from .table import Cell, Delta, Report, ReportTable, Row, cells, slug
+
+COMPACT = ("params", "gflops", "latency_ms", "map50_95")
+"""Columns of the default LaTeX table (metric keys)."""
+
+_SHORT_TITLES = {
+    "params": "Params (M)",
+    "gflops": "GFLOPs",
+    "gflops_aten": "GFLOPs$^\\ast$",
+    "latency_ms": "Lat.\\ (ms)",
+    "map50": "mAP$_{50}$",
+    "map50_95": "mAP$_{50:95}$",
+}
+_READER = {
+    "params": "Params: parameters in millions.",
+    "gflops": "GFLOPs: one forward pass at {flops} px, as counted by Ultralytics.",
+    "gflops_aten": "GFLOPs$^\\ast$: PyTorch's FLOP counter at {flops} px (it includes functional convolutions).",
+    "latency_ms": "Lat.: median latency of one image (batch 1){latency}.",
+    "map50": "mAP$_{{50}}$: COCO mAP at IoU 0.5 on the validation set, best checkpoint.",
+    "map50_95": "mAP$_{{50:95}}$: COCO mAP averaged over IoU 0.5:0.95 on the validation set, best checkpoint.",
+}
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -27,37 +57,131 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def _latex_cell(cell: Cell) -> str:
-    text = latex_escape(cell.text) + (rf" $\pm$ {cell.std}" if cell.std else "")
-    if cell.best and text:
+def check_columns(report: Report, columns: Sequence[str]) -> None:
+    """Refuse a column name that no table of the report could show, naming the nearest valid ones.
+
+    Raises:
+        ReportInputError: an unknown name.
+    """
+    valid = list(
+        dict.fromkeys([*(k for k in METRICS if "{" not in k), *(m.key for t in report.tables for m in t.metrics)])
+    )
+    for name in columns:
+        if name not in valid:
+            raise ReportInputError(
+                f"unknown column '{name}'{did_you_mean(name, valid)}; expected comma-separated names from "
+                + ", ".join(valid)
+            )
+
+
+def _value(metric: Metric, row: Row, cell: Cell) -> str:
+    text = latex_escape(cell.text)
+    if cell.std:
+        text += rf"{{\tiny$\pm${cell.std}}}"
+    if cell.best and cell.text not in ("", "-"):
         text = rf"\textbf{{{text}}}"
     return text + (r"$^\dagger$" if cell.dagger else "")
 
 
-def report_latex(report: Report) -> str:
-    r"""LaTeX tables for papers (needs `\usepackage{booktabs}`), best values in bold, notes under each table."""
+def _delta(metric: Metric, row: Row) -> str:
+    """The change in small type: relative for a cost, absolute for an mAP; `*` where significant."""
+    if row.is_baseline:
+        return "base"
+    delta: Delta | None = row.deltas.get(metric.key)
+    if delta is None:
+        return ""
+    if metric.higher_is_better or delta.pct is None:
+        text = format(delta.abs * metric.scale, f"+.{metric.digits}f")
+    else:
+        text = f"{delta.pct:+.1f}%"
+    return latex_escape(text) + ("*" if delta.significant else "")
+
+
+def _stacked(top: str, below: str) -> str:
+    if not below:
+        return top
+    return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{top}\\{{\tiny {below}}}\end{{tabular}}"
+
+
+def _label(row: Row, width: int = 12) -> str:
+    # a long variant name is the widest cell of the table: it wraps after its hyphens, lines of at most `width`
+    # characters where the pieces allow
+    lines: list[str] = []
+    for piece in re.split(r"(?<=-)", row.label):
+        if lines and len(lines[-1]) + len(piece) <= width:
+            lines[-1] += piece
+        else:
+            lines.append(piece)
+    if len(lines) == 1:
+        return latex_escape(row.label)
+    stacked = r"\\".join(map(latex_escape, lines))
+    return rf"\begin{{tabular}}[t]{{@{{}}l@{{}}}}{stacked}\end{{tabular}}"
+
+
+def _reader_notes(table: ReportTable, metrics: list[Metric]) -> list[str]:
+    flops = {r.get("flops_imgsz") or r.get("imgsz") for row in table.shown for r in row.runs} - {None}
+    sources = {(s.get("imgsz"), s.get("device_name")) for row in table.shown if (s := row.latency_source)}
+    latency = f" at {next(iter(sources))[0]} px on {next(iter(sources))[1]}" if len(sources) == 1 else ""
+    fill = {"flops": "/".join(map(str, sorted(flops))) or "the input size", "latency": latency}
+    notes = [_READER[m.key].format(**fill) for m in metrics if m.key in _READER]
+    if any(m.spread for m in metrics) and any(len(r.runs) > 1 for r in table.shown):
+        notes.append("Values with $\\pm$: mean and sample standard deviation over training seeds.")
+    if any(m.delta for m in metrics):
+        notes.append(
+            "Small type: change against the unmodified model of the same size (base); relative for costs, "
+            "absolute for mAP; * marks a significant change. Bold: best in its column."
+        )
+    notes += [latex_escape(n) for n in table.footnotes]
+    if table.failures:
+        notes.append(latex_escape("Failed runs, left out of the table: " + "; ".join(table.failures) + "."))
+    return notes
+
+
+def report_latex(report: Report, columns: Sequence[str] | None = None) -> str:
+    r"""LaTeX tables for papers (needs `\usepackage{booktabs}`), one per dataset and one of profile records.
+
+    Args:
+        report: The report.
+        columns: Metric keys to show, in order (default: `COMPACT`); each table shows those it has.
+
+    Raises:
+        ReportInputError: a column name no table could show.
+    """
+    columns = list(columns) if columns else list(COMPACT)
+    check_columns(report, columns)
     out = [r"% yoloab report; needs \usepackage{booktabs}", ""]
     for table in report.tables:
-        header, body = cells(table)
-        titles = [r"Model", *(["Seeds"] if table.kind == DATASET else [])]
-        for m in table.metrics:
-            titles += [m.latex, *([r"$\Delta$"] if m.delta else [])]
+        metrics = [m for key in columns for m in table.metrics if m.key == key]
+        if not metrics:
+            continue
+        _, grid = cells(table)
+        by_row = []
+        for row, line in zip(table.shown, grid, strict=True):
+            values = iter(c for c in line[1:] if not c.delta)
+            if table.kind == DATASET:
+                next(values)  # the seeds column
+            by_key = {m.key: c for m, c in zip(table.metrics, values, strict=True)}
+            by_row.append(
+                [
+                    _label(row),
+                    *(_stacked(_value(m, row, by_key[m.key]), _delta(m, row) if m.delta else "") for m in metrics),
+                ]
+            )
+        titles = ["Model", *(_SHORT_TITLES.get(m.key, m.latex) for m in metrics)]
+        out += [f"% {line}" for line in table.settings]
         out += [
             r"\begin{table}[t]",
             r"\centering",
             rf"\caption{{{latex_escape(table.title)}}}",
             rf"\label{{tab:yoloab-{slug(table.name).replace('.', '-').replace('_', '-')}}}",
-            r"\scriptsize",
-            rf"\begin{{tabular}}{{l{'r' * (len(header) - 1)}}}",
+            r"\scriptsize\setlength{\tabcolsep}{2pt}",
+            rf"\begin{{tabular}}{{l{'r' * len(metrics)}}}",
             r"\toprule",
             " & ".join(titles) + r" \\",
             r"\midrule",
         ]
-        out += [" & ".join(_latex_cell(c) for c in line) + r" \\" for line in body]
+        out += [" & ".join(line) + r" \\[2pt]" for line in by_row]
         out += [r"\bottomrule", r"\end{tabular}", "", r"\smallskip", r"\begin{minipage}{\linewidth}\scriptsize"]
-        notes = table.notes
-        if table.failures:
-            notes = [*notes, "Failed runs (not in the table, means or best marks): " + "; ".join(table.failures) + "."]
-        out += [latex_escape(n) + r"\par" for n in notes]
+        out += [n + r"\par" for n in _reader_notes(table, metrics)]
         out += [r"\end{minipage}", r"\end{table}", ""]
     return "\n".join(out)
