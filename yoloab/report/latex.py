@@ -131,7 +131,16 @@ def _reader_notes(table: ReportTable, metrics: list[Metric]) -> list[str]:
             "Small type: change against the unmodified model of the same size (base); relative for costs, "
             "absolute for mAP; * marks a significant change. Bold: best in its column."
         )
-    notes += [latex_escape(n) for n in table.footnotes]
+    shown = {m.key for m in metrics}
+    for row in table.shown:
+        if row.flops_flag and "gflops" in shown:  # the † is drawn on that column only
+            aten = abs(row.values["gflops_aten"].mean or 0.0) if "gflops_aten" in row.values else 0.0
+            more = f" ({aten:.2f} GFLOPs)" if aten else ""
+            notes.append(
+                rf"$^\dagger$ {latex_escape(row.label)}: Ultralytics' count misses operations that PyTorch's FLOP "
+                f"counter sees{more}; not eligible for bold."
+            )
+    notes += [latex_escape(n) for n in table.footnotes if not n.startswith("†")]
     if table.failures:
         notes.append(latex_escape("Failed runs, left out of the table: " + "; ".join(table.failures) + "."))
     return notes
