@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from yoloab.cli.app import app
 from yoloab.errors import ReportInputError
-from yoloab.report import load_report, render_report
+from yoloab.report import Delta, load_report, render_report
 
 runner = CliRunner()
 needs_tex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no pdflatex (TeX) on this machine")
@@ -49,12 +49,25 @@ def _widths(tex: str, documentclass: str, tmp_path: Path) -> tuple[float, list[f
     return line, [float(w) for w in re.findall(r"TABLEWIDTH=([\d.]+)pt", log)]
 
 
+def _with_intervals(report):
+    """The report with a significant 95% interval on every mAP50-95 change (the widest cell the table can have)."""
+    for table in report.tables:
+        for row in table.rows:
+            d = row.deltas.get("map50_95")
+            if d is not None:
+                row.deltas["map50_95"] = Delta(d.abs, d.pct, d.abs - 0.0123, d.abs + 0.0123, True)
+    return report
+
+
 @needs_tex
+@pytest.mark.parametrize("intervals", [False, True], ids=["plain", "intervals"])
 @pytest.mark.parametrize(
     ("documentclass", "linewidth"), [("[twocolumn]", 229.5), ("", 345.0)], ids=["two-column", "one-column"]
 )
-def test_default_latex_fits_the_column(tmp_path, documentclass, linewidth):
-    tex = render_report(load_report(make_store(tmp_path / "store")), "latex")
+def test_default_latex_fits_the_column(tmp_path, documentclass, linewidth, intervals):
+    report = load_report(make_store(tmp_path / "store"))
+    tex = render_report(_with_intervals(report) if intervals else report, "latex")
+    assert (r"{\tiny [" in tex) is intervals
     assert r"\resizebox" not in tex
     line, widths = _widths(tex, documentclass, tmp_path)
     assert line == linewidth  # article's own \linewidth: 229.5 pt per column of two, 345 pt for one

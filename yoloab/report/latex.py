@@ -83,24 +83,32 @@ def _value(metric: Metric, row: Row, cell: Cell) -> str:
     return text + (r"$^\dagger$" if cell.dagger else "")
 
 
-def _delta(metric: Metric, row: Row) -> str:
-    """The change in small type: relative for a cost, absolute for an mAP; `*` where significant."""
+def _delta(metric: Metric, row: Row) -> list[str]:
+    """The change in small type: relative for a cost, absolute for an mAP, `*` where significant.
+
+    Its 95% interval follows on a line of its own where one is known.
+    """
     if row.is_baseline:
-        return "base"
+        return ["base"]
     delta: Delta | None = row.deltas.get(metric.key)
     if delta is None:
-        return ""
+        return []
     if metric.higher_is_better or delta.pct is None:
         text = format(delta.abs * metric.scale, f"+.{metric.digits}f")
     else:
         text = f"{delta.pct:+.1f}%"
-    return latex_escape(text) + ("*" if delta.significant else "")
+    lines = [latex_escape(text) + ("*" if delta.significant else "")]
+    if delta.low is not None and delta.high is not None:
+        spec = f"+.{metric.digits}f"
+        lines.append(f"[{format(delta.low * metric.scale, spec)},{format(delta.high * metric.scale, spec)}]")
+    return lines
 
 
-def _stacked(top: str, below: str) -> str:
+def _stacked(top: str, below: list[str]) -> str:
     if not below:
         return top
-    return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{top}\\{{\tiny {below}}}\end{{tabular}}"
+    small = "".join(rf"\\{{\tiny {line}}}" for line in below)
+    return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{top}{small}\end{{tabular}}"
 
 
 def _label(row: Row, width: int = 12) -> str:
@@ -129,7 +137,8 @@ def _reader_notes(table: ReportTable, metrics: list[Metric]) -> list[str]:
     if any(m.delta for m in metrics):
         notes.append(
             "Small type: change against the unmodified model of the same size (base); relative for costs, "
-            "absolute for mAP; * marks a significant change. Bold: best in its column."
+            "absolute for mAP, with its 95\\% confidence interval in brackets where known; * marks a significant "
+            "change. Bold: best in its column."
         )
     shown = {m.key for m in metrics}
     for row in table.shown:
@@ -173,7 +182,7 @@ def report_latex(report: Report, columns: Sequence[str] | None = None) -> str:
             by_row.append(
                 [
                     _label(row),
-                    *(_stacked(_value(m, row, by_key[m.key]), _delta(m, row) if m.delta else "") for m in metrics),
+                    *(_stacked(_value(m, row, by_key[m.key]), _delta(m, row) if m.delta else []) for m in metrics),
                 ]
             )
         titles = ["Model", *(_SHORT_TITLES.get(m.key, m.latex) for m in metrics)]
