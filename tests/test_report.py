@@ -491,3 +491,23 @@ def test_run_records_in_store_have_the_documented_keys(store):
     # the test store is built with store_run, which keeps exactly RUN_KEYS: the report reads what sweep writes
     for path in (store / "runs").glob("*.json"):
         assert list(json.loads(path.read_text())) == list(RUN_KEYS)
+
+
+# ---- resumed runs ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "latex", "html"])
+def test_a_resumed_run_is_marked_in_every_format(store, fmt):
+    path = next(p for p in sorted((store / "runs").glob("*.json")) if json.loads(p.read_text())["variant"] == "yolov8n")
+    record = json.loads(path.read_text())
+    record.update(resumed=True, resumed_from_epoch=3)
+    store_run(record, store)
+    text = render_report(load_report(store), fmt)
+    if fmt == "csv":
+        rows = [r for r in csv.DictReader(io.StringIO(text)) if r["variant"] == "yolov8n" and r["n_ok"] == "2"]
+        assert [r["n_resumed"] for r in rows] == ["1"]
+        others = [r["n_resumed"] for r in csv.DictReader(io.StringIO(text)) if r["variant"] != "yolov8n" and r["n_ok"]]
+        assert set(others) <= {"0", ""}
+    else:
+        assert text.count("yolov8n (resumed)") == 2, text  # the row and its footnote
+        assert f"seed {record['seed']} after epoch 3" in text

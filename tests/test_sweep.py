@@ -170,7 +170,7 @@ def test_run_key_depends_on_what_decides_the_result(data, tmp_path):
     assert run_key(model_hash(make_variant(base, "ADown", "all")), data, s, 0) != key
     assert run_key(h, builtin_dataset(17, 4), s, 0) != key
     # where and how visibly it trains does not change what it learns
-    assert run_key(h, data, TrainSettings(epochs=1, imgsz=64, device="cpu", workers=0, quiet=True), 0) == key
+    assert run_key(h, data, TrainSettings(epochs=1, imgsz=64, device="cpu", workers=0, verbose=True), 0) == key
     assert run_key(h, data, TrainSettings(epochs=1, imgsz=64, train_args={"plots": True}), 0) == key
 
 

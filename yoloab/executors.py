@@ -86,7 +86,7 @@ def parse_devices(text: str) -> list[str]:
 def failed_record(spec: RunSpec, error: str) -> dict[str, Any]:
     """The record of a run whose worker died before it could report."""
     record = base_record(spec)
-    record.update(status="failed", error=error, started=None, finished=now(), resumed=0)
+    record.update(status="failed", error=error, started=None, finished=now(), resumed=False)
     return record
 
 
@@ -114,10 +114,15 @@ class DevicesExecutor:
                         events.started(spec)
                         busy[device] = (spec, *self._start(spec, device), 0)
                 for device, (spec, proc, folder, seen) in list(busy.items()):
-                    epoch = _read_progress(folder / "progress.json")
+                    progress = _read_progress(folder / "progress.json")
+                    epoch = (progress["epoch"], progress["epochs"]) if progress else None
+                    if progress and progress.get("metrics") and hasattr(events, "metrics"):
+                        events.metrics(spec, progress["metrics"])
                     if epoch and epoch[0] != seen:
                         events.epoch(spec, *epoch)
                         busy[device] = (spec, proc, folder, epoch[0])
+                    if progress and progress.get("batch") and hasattr(events, "batch"):
+                        events.batch(spec, *progress["batch"])
                     if proc.poll() is None:
                         continue
                     del busy[device]
@@ -173,12 +178,12 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _read_progress(path: Path) -> tuple[int, int] | None:
+def _read_progress(path: Path) -> dict[str, Any] | None:
     try:
         d = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return {**d, "epoch": int(d["epoch"]), "epochs": int(d["epochs"])}
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return int(d["epoch"]), int(d["epochs"])
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -131,9 +131,12 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
 
 
 def interleaved_latency(
-    runners: dict[Hashable, Callable[[], Any]], device: torch.device, settings: ProfileSettings
+    runners: dict[Hashable, Callable[[], Any]],
+    device: torch.device,
+    settings: ProfileSettings,
+    on_step: Callable[[str], None] | None = None,
 ) -> dict[Hashable, tuple[float, float]]:
-    """Time every runner in interleaved rounds after a timed warm-up.
+    """Time every runner in interleaved rounds after a timed warm-up; `on_step(name)` after each warm-up and slot.
 
     Returns:
         Median and IQR in seconds per runner.
@@ -150,6 +153,8 @@ def interleaved_latency(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         per_iter[name] = max((time.perf_counter() - start) / n, 1e-6)
+        if on_step is not None:
+            on_step(name)
     samples: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
     for r in range(settings.rounds):
@@ -157,7 +162,15 @@ def interleaved_latency(
         for name in order:
             k = max(3, int(settings.round_s / per_iter[name]))
             samples[name].extend(timer(runners[name]) for _ in range(k))
+            if on_step is not None:
+                on_step(name)
     return {name: _quantiles(s) for name, s in samples.items()}
+
+
+def profile_steps(n_variants: int, settings: ProfileSettings) -> int:
+    """How many times `profile_variants` calls its `on_step`: a count per variant, then the latency steps."""
+    timing = 2 * n_variants * (1 + settings.rounds) if settings.latency else 0  # batch 1 and batch N passes
+    return n_variants + timing
 
 
 def _prepare(model: nn.Module, device: torch.device, half: bool) -> nn.Module:
@@ -208,10 +221,16 @@ def device_name(device: torch.device) -> str:
 # the profile run
 
 
-def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list[dict[str, Any]]:
+def profile_variants(
+    variants: list[Variant],
+    settings: ProfileSettings,
+    on_step: Callable[[str, dict[str, Any] | None], None] | None = None,
+) -> list[dict[str, Any]]:
     """Build and measure every variant; returns one flat record per variant.
 
-    Everything that can be rejected (device, image size, builds) is checked before any timing starts.
+    Everything that can be rejected (device, image size, builds) is checked before any timing starts. `on_step` is
+    called `profile_steps` times with a description and, once a variant is counted, its record so far (latency,
+    interleaved over all variants, comes after every count).
 
     Raises:
         YoloabError: a bad device, image size or variant.
@@ -278,9 +297,11 @@ def profile_variants(variants: list[Variant], settings: ProfileSettings) -> list
         )
         record.update(fields, runtimes=runtimes, **{f"export_{rt}": why for rt, why in skipped.items()})
         records.append(record)
+        if on_step is not None:
+            on_step(f"counted {v.name}", record)
 
     if settings.latency:
-        _measure_timing(models, records, device, settings, deployed)  # counts DEPLOYED_KEYS on the fused copies
+        _measure_timing(models, records, device, settings, deployed, on_step)  # counts DEPLOYED_KEYS on fused copies
     else:
         # nothing needs the unfused models any more: fuse them in place rather than copies (same count, no deepcopy);
         # after the loop, since a variant listed twice shares one model, and fuse() skips a model already fused
@@ -301,6 +322,7 @@ def _measure_timing(
     device: torch.device,
     settings: ProfileSettings,
     deployed: dict[str, dict[str, Deployed]],
+    on_step: Callable[[str, dict[str, Any] | None], None] | None = None,
 ) -> None:
     dtype = torch.float16 if settings.half else torch.float32
     prepared = {name: _prepare(m, device, half=False) for name, m in models.items()}
@@ -322,8 +344,9 @@ def _measure_timing(
     singles = {(n, "torch"): runner(m, one) for n, m in prepared.items() if torch_on}
     batches = {(n, "torch"): runner(m, many) for n, m in prepared.items() if torch_on}
     runtime_runners(deployed, one.float().cpu().numpy(), many.float().cpu().numpy(), singles, batches)
-    latency = interleaved_latency(singles, device, settings)
-    batched = interleaved_latency(batches, device, settings)
+    step = (lambda what: lambda name: on_step(f"{what} {name}", None)) if on_step else (lambda what: None)
+    latency = interleaved_latency(singles, device, settings, step("latency"))
+    batched = interleaved_latency(batches, device, settings, step(f"batch {settings.batch}"))
     for record in records:
         name = record["variant"]
         for rt in dict.fromkeys(["torch", *record["runtimes"]]):  # torch's keys stay, None when not timed

@@ -25,8 +25,9 @@ checkpoint (`map50`, `map50_95`, `precision`, `recall`, `best_epoch`, `epochs_do
 `flops_note`) and as deployed after `fuse()` (`params_fused`, `gflops_fused`, `gflops_aten_fused`, `gmacs_fused`,
 `fuse_note`), module settings (`save_memory`: RevCol's reversible training, None without RevCol), pretrained
 weights (`pretrained` {path, sha256}, `transferred_tensors`, `total_tensors`, `transferred_params`, `fresh_rows`,
-`partial_rows`; all None for runs from scratch, see `yoloab.transfer`), provenance (`run_dir`, `resumed`,
-`started`, `finished`, `device_name`, `torch`, `ultralytics`, `yoloab`, `python`).
+`partial_rows`; all None for runs from scratch, see `yoloab.transfer`), provenance (`run_dir`, `resumed`: whether
+the run was interrupted and resumed, `resumed_from_epoch`: epochs done before, `rng_restored`: the state a resume put
+back (see `yoloab.callbacks`), `started`, `finished`, `device_name`, `torch`, `ultralytics`, `yoloab`, `python`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ RUN_KEYS = (
     "params", "gflops", "gflops_aten", "gmacs", "flops_imgsz", "flops_flag", "flops_note",
     "params_fused", "gflops_fused", "gflops_aten_fused", "gmacs_fused", "fuse_note", "save_memory",
     "pretrained", "transferred_tensors", "total_tensors", "transferred_params", "fresh_rows", "partial_rows",
-    "run_dir", "resumed", "started", "finished", "device_name", "torch", "ultralytics", "yoloab", "python",
+    "run_dir", "resumed", "resumed_from_epoch", "rng_restored",
+    "started", "finished", "device_name", "torch", "ultralytics", "yoloab", "python",
 )  # fmt: skip
 
 

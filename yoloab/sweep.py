@@ -43,6 +43,12 @@ class SweepEvents(Protocol):
     def finished(self, spec: RunSpec, record: dict[str, Any]) -> None:
         """A run's record was stored."""
 
+    def batch(self, spec: RunSpec, epoch: int, epochs: int, batch: int, batches: int) -> None:
+        """A run finished a training batch (optional: executors call it where the receiver has it)."""
+
+    def metrics(self, spec: RunSpec, values: dict[str, float]) -> None:
+        """A run validated an epoch: Ultralytics' metrics and mean losses (optional, as `batch`)."""
+
     def waiting(self, spec: RunSpec) -> None:
         """A run is being trained by another sweep; waiting for it."""
 
@@ -70,8 +76,19 @@ class LocalExecutor:
             if stop():
                 return
             events.started(spec)
-            hooks = RunHooks(epoch=lambda e, n, s=spec: events.epoch(s, e, n), stop_requested=stop)
-            yield spec, train_run(spec, hooks)
+            yield spec, train_run(spec, run_hooks(spec, events, stop))
+
+
+def run_hooks(spec: RunSpec, events: SweepEvents, stop: Callable[[], bool]) -> RunHooks:
+    """Hooks that forward a run's progress to `events`; Ultralytics' own lines go to the run's log unless verbose."""
+    batch, metrics = getattr(events, "batch", None), getattr(events, "metrics", None)
+    return RunHooks(
+        epoch=lambda e, n: events.epoch(spec, e, n),
+        stop_requested=stop,
+        batch=(lambda e, n, b, nb: batch(spec, e, n, b, nb)) if batch else None,
+        metrics=(lambda values: metrics(spec, values)) if metrics else None,
+        log=None if spec.settings.verbose else spec.log_path,
+    )
 
 
 @dataclass

@@ -36,7 +36,13 @@ from typing import Any
 import yaml
 
 from . import __version__
-from ._ultralytics import capture_val_stats, check_train_values, quiet_logs, trainer_defaults, ultralytics_version
+from ._ultralytics import (
+    capture_val_stats,
+    check_train_values,
+    output_to,
+    trainer_defaults,
+    ultralytics_version,
+)
 from .datasets import Dataset
 from .errors import SweepInputError, YoloabError, did_you_mean
 from .results import VAL_STATS_NAME, ValStats, read_epochs
@@ -82,7 +88,7 @@ class TrainSettings:
         workers: dataloader workers (None: Ultralytics' default).
         device: Ultralytics device string (`cpu`, `0`, `0,1`) or None to let Ultralytics choose.
         train_args: any other Ultralytics trainer arguments, passed through.
-        quiet: hide Ultralytics' own per-epoch output.
+        verbose: Ultralytics' own lines (epoch tables, progress bars) on the terminal instead of the run's log file.
     """
 
     epochs: int = 100
@@ -91,7 +97,7 @@ class TrainSettings:
     workers: int | None = None
     device: str | None = None
     train_args: dict[str, Any] = field(default_factory=dict)
-    quiet: bool = False
+    verbose: bool = False
 
     def keyed(self) -> dict[str, Any]:
         """The settings that decide a run's result (and so enter its key)."""
@@ -213,6 +219,11 @@ class RunSpec:
         return (self.results_dir / "train" / self.run_name).resolve()
 
     @property
+    def log_path(self) -> Path:
+        """Where Ultralytics' own lines of this run go (unless `--verbose`)."""
+        return (self.results_dir / "train" / f"{self.run_name}.log").resolve()
+
+    @property
     def yaml_path(self) -> Path:
         """The exact model yaml this run trains (content-addressed, shared by seeds)."""
         return (self.results_dir / "variants" / f"{self.variant.name}-{self.yaml_sha256[:8]}.yaml").resolve()
@@ -264,10 +275,16 @@ class RunHooks:
     Attributes:
         epoch: called after each epoch with (epoch, epochs), 1-based.
         stop_requested: polled after each saved epoch; True stops the run there (`SweepInterrupted`).
+        batch: called after each training batch with (epoch, epochs, batch, batches), 1-based.
+        metrics: called after each epoch's validation with Ultralytics' metrics of that epoch (and losses).
+        log: file that receives Ultralytics' own output (None: the current stdout, or wherever a worker's goes).
     """
 
     epoch: Callable[[int, int], None] | None = None
     stop_requested: Callable[[], bool] | None = None
+    batch: Callable[[int, int, int, int], None] | None = None
+    metrics: Callable[[dict[str, float]], None] | None = None
+    log: Path | None = None
 
 
 def now() -> str:
@@ -350,7 +367,7 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> dict[str, Any]:
     """
     hooks = hooks or RunHooks()
     record = base_record(spec)
-    record.update(status="ok", error=None, started=now(), resumed=0)
+    record.update(status="ok", error=None, started=now(), resumed=False, resumed_from_epoch=None, rng_restored=None)
     record["device_name"] = None
     try:
         record.update(costs(spec.variant, len(spec.dataset.names)))
@@ -457,7 +474,8 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]
         **s.train_args,
     }
     t0 = time.perf_counter()
-    with quiet_logs(s.quiet):
+    restored: dict[str, Any] = {}
+    with output_to(hooks.log):
         state, model = _checkpoint(spec)
         capture = capture_val_stats(model) if model is not None else None
         if state == "finished":
@@ -468,11 +486,14 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]
                 name="val",
                 exist_ok=True,
             )
-            resumed = 1
+            resumed = True
         else:
+            restored["from"] = (model.ckpt or {}).get("epoch", -1) + 1 if state == "resume" else None
             model = model or YOLO(str(spec.yaml_path))
             capture = capture or capture_val_stats(model)
-            _add_callbacks(model, spec, hooks)
+            from .callbacks import add_callbacks  # here: it imports this module
+
+            add_callbacks(model, spec, hooks, restored)
             if state == "resume":
                 metrics = model.train(resume=True, **{k: v for k, v in args.items() if k != "plots"})
             else:
@@ -486,11 +507,13 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]
                     exist_ok=True,
                     **args,
                 )
-            resumed = int(state == "resume")
+            resumed = state == "resume"
     wall = time.perf_counter() - t0
     out = _outcome(spec, metrics, wall)
     _save_val_stats(spec, capture.result, out)
     out["resumed"] = resumed
+    out["resumed_from_epoch"] = restored.get("from")  # epochs done before the resume (None: not resumed)
+    out["rng_restored"] = restored.get("parts")
     out["device_name"] = _device_name(model)
     return out
 
@@ -510,22 +533,6 @@ def _save_val_stats(spec: RunSpec, captured: dict[str, Any] | None, out: dict[st
         ValStats.from_capture(captured, hashes, overlap).save(path)
     except (OSError, ValueError, yaml.YAMLError) as err:  # the run itself is fine; only its intervals will be missing
         logging.getLogger("yoloab").warning("%s: per-image validation statistics not stored: %s", spec.label, err)
-
-
-def _add_callbacks(model: Any, spec: RunSpec, hooks: RunHooks) -> None:
-    def on_model_save(trainer: Any) -> None:
-        last = Path(trainer.last)
-        if last.is_file():
-            _copy_atomic(last, last.with_name("last.safe.pt"))
-        if hooks.stop_requested is not None and hooks.stop_requested() and trainer.epoch + 1 < trainer.epochs:
-            raise SweepInterrupted(f"{spec.label}: stopped after epoch {trainer.epoch + 1} of {trainer.epochs}")
-
-    def on_fit_epoch_end(trainer: Any) -> None:
-        if hooks.epoch is not None and trainer.epoch < trainer.epochs:  # final validation repeats the last epoch
-            hooks.epoch(trainer.epoch + 1, trainer.epochs)
-
-    model.add_callback("on_model_save", on_model_save)
-    model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
 
 
 def _device_name(model: Any) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +20,44 @@ from .plugins import load_plugin
 from .training import RunHooks, RunSpec, SweepInterrupted, train_run
 from .variants import write_atomic
 
+BATCH_WRITE_S = 0.5
+
 
 def run_in_worker(spec: RunSpec, progress: Path | None = None, stop: Any = None) -> dict[str, Any]:
     """Load the spec's plugins and train it; returns the record.
 
     Args:
         spec: the run.
-        progress: file to write `{"epoch": e, "epochs": n}` to after each epoch.
+        progress: file to write `{"epoch": e, "epochs": n, "batch": [e, n, b, nb], "metrics": {...}}` to after each
+            epoch and every `BATCH_WRITE_S` seconds of batches.
         stop: callable polled after each saved epoch; True stops the run (`SweepInterrupted`).
     """
     for path in spec.plugins:
         load_plugin(path)
 
-    def on_epoch(epoch: int, epochs: int) -> None:
-        if progress is not None:
-            write_atomic(progress, json.dumps({"epoch": epoch, "epochs": epochs}))
+    state: dict[str, Any] = {"epoch": 0, "epochs": spec.settings.epochs}
+    last = [0.0]
 
-    return train_run(spec, RunHooks(epoch=on_epoch, stop_requested=stop))
+    def write(force: bool) -> None:
+        # batches come many a second: a few writes a second are enough for the driver's display
+        if progress is not None and (force or time.monotonic() - last[0] > BATCH_WRITE_S):
+            last[0] = time.monotonic()
+            write_atomic(progress, json.dumps(state))
+
+    def on_epoch(epoch: int, epochs: int) -> None:
+        state.update(epoch=epoch, epochs=epochs)
+        write(True)
+
+    def on_batch(epoch: int, epochs: int, batch: int, batches: int) -> None:
+        state.update(batch=[epoch, epochs, batch, batches])
+        write(batch == batches)
+
+    def on_metrics(values: dict[str, float]) -> None:
+        state["metrics"] = values
+
+    # a worker's stdout already is the run's log file (see `yoloab.executors`)
+    hooks = RunHooks(epoch=on_epoch, stop_requested=stop, batch=on_batch, metrics=on_metrics)
+    return train_run(spec, hooks)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext, redirect_stdout
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -65,7 +66,7 @@ def profile(
     """
     # imported here, not at the top: `yoloab --help` must not wait for torch and Ultralytics
     from .._ultralytics import logs_to_stderr
-    from ..profiling import ProfileSettings, profile_variants
+    from ..profiling import ProfileSettings, profile_steps, profile_variants
     from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table
     from ..results import check_writable, store_profile
     from ..transfer import check_pretrained, summary_line
@@ -90,7 +91,8 @@ def profile(
             pretrained=seed,
         )
         check_writable(results)
-        records = profile_variants(variants, settings)
+        with _progress(len(variants), profile_steps(len(variants), settings), fmt is Format.table) as on_step:
+            records = profile_variants(variants, settings, on_step)
         for note in dict.fromkeys(f"{k[7:]} {v}" for k, v in records[0].items() if str(v).startswith("skipped:")):
             Console(stderr=True).print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         stored = store_profile(records, results)
@@ -110,6 +112,51 @@ def profile(
             if record.get("fuse_note"):
                 console.print(f"[dim]{record['variant']}: {record['fuse_note']}[/]")
         console.print(f"[dim]stored {stored}[/]")
+
+
+@contextmanager
+def _progress(n_variants: int, steps: int, rows: bool) -> Iterator[Callable[[str, dict[str, Any] | None], None]]:
+    """A progress bar with ETA on stderr (stdout stays the output), and each variant's counts as soon as they are in.
+
+    Yields:
+        The `on_step` callback for `profile_variants`.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    err = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]profile"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(f"{n_variants} variants", total=steps)
+
+        def on_step(what: str, record: dict[str, Any] | None) -> None:
+            progress.update(task, advance=1, description=escape(what))
+            if rows and record is not None:  # counts are final now; latency, interleaved, comes after all of them
+                flops = [record.get(k) for k in ("gflops", "gflops_aten")]
+                ultra, aten = (f"{x:.2f}" if x is not None else "-" for x in flops)
+                flag = "  [yellow]flagged[/]" if record.get("flops_flag") else ""
+                progress.console.print(
+                    f"{escape(record['variant'])}: {record['params']:,} params, {ultra} GFLOPs (Ultralytics), "
+                    f"{aten} (aten){flag}",
+                    highlight=False,
+                )
+
+        yield on_step
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ from .table import Report, ReportTable, Row
 
 HEAD = (
     "table", "variant", "label", "base", "module", "placement", "baseline",
-    "epochs", "imgsz", "batch", "seeds", "n_ok", "n_failed",
+    "epochs", "imgsz", "batch", "seeds", "n_ok", "n_failed", "n_resumed",
 )  # fmt: skip
 TAIL = ("best", "errors")
 EXTRAS: dict[str, Callable[[Row], Any]] = {
@@ -55,6 +55,7 @@ def _row(table: ReportTable, row: Row) -> dict[str, Any]:
         "seeds": " ".join(str(s) for s in row.seeds) if table.kind == DATASET else None,
         "n_ok": len(row.runs),
         "n_failed": len(row.failed),
+        "n_resumed": len(row.resumed),
         "best": " ".join(m.key for m in table.metrics if m.key in row.best),
         "errors": " | ".join(" ".join(str(r.get("error")).split()) for r in row.failed) or None,
     }

@@ -80,6 +80,11 @@ class Row:
         return [r.get("seed") for r in self.runs]
 
     @property
+    def resumed(self) -> list[dict[str, Any]]:
+        """Finished runs that were interrupted and resumed (they may differ from an uninterrupted run; README)."""
+        return [r for r in self.runs if r.get("resumed")]
+
+    @property
     def flops_flag(self) -> bool:
         """Whether Ultralytics' and the aten GFLOPs disagree (more than 5%)."""
         return any(r.get("flops_flag") for r in self.runs)
@@ -218,6 +223,14 @@ def finish(table: ReportTable, override: str | None = None) -> None:
             table.footnotes.append(f"† {row.label}: Ultralytics and aten GFLOPs differ by more than 5%: {note}")
         if row.gflops_error:
             table.footnotes.append(f"{row.label}: Ultralytics GFLOPs not available: {row.gflops_error}")
+        if row.resumed:
+            after = ", ".join(
+                f"seed {r.get('seed')} after epoch {r.get('resumed_from_epoch') or '?'}" for r in row.resumed
+            )
+            table.footnotes.append(
+                f"{row.label} (resumed): {len(row.resumed)} of {len(row.runs)} runs were interrupted and resumed "
+                f"({after}); a resumed run can differ from an uninterrupted one (README, Resume)."
+            )
     if command:  # a quick look at fresh measurements: no best marks, no legend
         return
     for m in table.metrics:
@@ -340,7 +353,8 @@ def cells(table: ReportTable) -> tuple[list[str], list[list[Cell]]]:
     command = table.kind == PROFILE_COMMAND
     body = []
     for row in table.shown:
-        line = [Cell(row.label), *([Cell(str(len(row.runs)))] if table.kind == DATASET else [])]
+        label = f"{row.label} (resumed)" if row.resumed else row.label
+        line = [Cell(label), *([Cell(str(len(row.runs)))] if table.kind == DATASET else [])]
         for m in table.metrics:
             line.append(_value_cell(m, row, command))
             if m.delta:
