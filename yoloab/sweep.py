@@ -9,7 +9,8 @@
   for that run; it resumes next time); a second one stops at once.
 - Records are stored as they arrive, atomically, one file per run key: never half-written, never duplicated. A
   damaged record is moved to `damaged/` (see `yoloab.results.quarantine`) and its run trained again. Once a run's
-  `ok` record is stored, its `weights/last.safe.pt` (the resumable copy of the last epoch) is removed.
+  `ok` record is stored, its `weights/last.safe.pt` (the resumable copy of the last epoch) and `weights/rng.pt` (its
+  resume state) are removed.
 """
 
 from __future__ import annotations
@@ -253,8 +254,9 @@ def _train_claimed(
         for spec, record in executor.run(claimed, events, stop):
             seen.add(spec.key)
             store_run(record, spec.results_dir)
-            if record.get("status") == "ok":  # recorded: the resumable copy is no longer needed
+            if record.get("status") == "ok":  # recorded: the resumable copy and resume state are no longer needed
                 (spec.run_dir / "weights" / "last.safe.pt").unlink(missing_ok=True)
+                (spec.run_dir / "weights" / "rng.pt").unlink(missing_ok=True)
             locks.pop(spec.key).release()
             outcome.records.append(record)
             events.finished(spec, record)

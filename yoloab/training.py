@@ -487,6 +487,7 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]
                 exist_ok=True,
             )
             resumed = True
+            restored["from"] = s.epochs  # every epoch was trained before; only the final validation is redone
         else:
             restored["from"] = (model.ckpt or {}).get("epoch", -1) + 1 if state == "resume" else None
             model = model or YOLO(str(spec.yaml_path))
