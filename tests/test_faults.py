@@ -154,13 +154,18 @@ def test_a_kill_after_the_final_save_is_finished_from_disk_not_retrained(tmp_pat
     killed = subprocess.run([sys.executable, "-c", KILL_AT_STRIP, *args], capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     assert _records(results) == []
-    (run_dir,) = (results / "train").iterdir()
+    (run_dir,) = [p for p in (results / "train").iterdir() if p.is_dir()]  # beside it: the run's log file
     rows_before = (run_dir / "results.csv").read_bytes()
 
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     (record,) = _records(results)
-    assert record["status"] == "ok" and record["resumed"] == 1 and record["epochs_done"] == 1
+    assert (
+        record["status"] == "ok"
+        and record["resumed"] is True
+        and record["resumed_from_epoch"] == 1
+        and record["epochs_done"] == 1
+    )
     assert record["map50_95"] is not None
     assert (run_dir / "results.csv").read_bytes() == rows_before  # validated, not trained again
     assert not (run_dir / "weights" / "last.safe.pt").exists()

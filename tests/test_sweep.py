@@ -324,7 +324,7 @@ def test_failing_variant_is_recorded_and_the_sweep_goes_on(tmp_path, clean_regis
     )
     assert result.exit_code == 1, result.output
     records = {r["variant"]: r for r in _records(results)}
-    assert records["yolov8n"]["status"] == "ok"
+    assert records["yolov8n"]["status"] == "ok", records["yolov8n"]["error"]
     bad = records["yolov8n-BadDown-article"]
     assert bad["status"] == "failed" and needle in bad["error"] and bad["map50"] is None
     assert "1 of 2 runs failed" in result.output

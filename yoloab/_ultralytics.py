@@ -602,6 +602,35 @@ def tensorrt_runner(path: Path, device: Any, half: bool) -> Any:
     return run
 
 
+class _RunLog:
+    """A text stream writing to a run's open log file, and once it is closed to the stream that was current before.
+
+    Whatever captures `sys.stdout` while a run trains (a handler created by a lazy import, a progress bar) may outlive
+    the run; its later lines then go where they would have gone without the log, instead of failing on a closed file.
+    """
+
+    def __init__(self, fh: Any, fallback: Any) -> None:
+        self.fh, self.fallback = fh, fallback
+
+    def _target(self) -> Any:
+        return self.fallback if self.fh.closed else self.fh
+
+    def write(self, text: str) -> int:  # noqa: D102
+        return self._target().write(text)
+
+    def flush(self) -> None:  # noqa: D102
+        self._target().flush()
+
+    def isatty(self) -> bool:  # noqa: D102
+        return False
+
+    def fileno(self) -> int:  # noqa: D102
+        return self._target().fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+
 @contextmanager
 def output_to(log: Path | None) -> Iterator[None]:
     """Send Ultralytics' log lines, progress bars and warnings to the file `log` (appended) while active.
@@ -611,6 +640,7 @@ def output_to(log: Path | None) -> Iterator[None]:
     With `log=None` its lines go to the current `sys.stdout` instead (as `quiet_logs(False)`).
     """
     import contextlib
+    import sys
 
     if log is None:
         with quiet_logs(False):
@@ -620,14 +650,25 @@ def output_to(log: Path | None) -> Iterator[None]:
 
     log.parent.mkdir(parents=True, exist_ok=True)
     streams = [(h, h.stream) for h in LOGGER.handlers if isinstance(h, logging.StreamHandler)]
-    with open(log, "a", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        try:
-            for handler, _ in streams:
-                handler.setStream(fh)
-            yield
-        finally:
-            for handler, stream in streams:
-                handler.setStream(stream)
+    with open(log, "a", encoding="utf-8") as fh:
+        out, err = _RunLog(fh, sys.stdout), _RunLog(fh, sys.stderr)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                for handler, _ in streams:
+                    _set_stream(handler, out)
+                yield
+            finally:
+                for handler, stream in streams:
+                    _set_stream(handler, stream)
+
+
+def _set_stream(handler: logging.StreamHandler, stream: Any) -> None:
+    """`handler.setStream` without its flush of the old stream, which may be closed (a finished test's capture)."""
+    handler.acquire()
+    try:
+        handler.stream = stream
+    finally:
+        handler.release()
 
 
 def rng_state(trainer: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ console = make_console()
 
 
 class _ProgressEvents:
-    """One live display: the sweep's bar (runs, ETA over all epochs) and the current run's batches and last metrics.
+    """One live display: the sweep's bar (runs, ETA over all epochs) and the current epoch's batches and last metrics.
 
     The overall bar counts epochs of all runs, advanced within an epoch by its batches, so its ETA moves every batch.
     With `quiet` nothing is live: one line per run as it finishes (for logs and CI).
@@ -54,6 +54,7 @@ class _ProgressEvents:
         self.task = progress.add_task("sweep", total=sum(self.epochs.values()), run=f"0/{self.total} runs")
         self.run_task = progress.add_task("run", total=None, run="", visible=False)
         self.last: dict[str, str] = {}
+        self.run_epoch = 0
 
     def _say(self, text: str) -> None:
         self.progress.console.print(text, highlight=False)
@@ -74,7 +75,7 @@ class _ProgressEvents:
             self._say(escape(summary_line(record)))
 
     def started(self, spec: RunSpec) -> None:  # noqa: D102
-        self.last = {}
+        self.last, self.run_epoch = {}, 0
         if not self.quiet:
             self._say(f"[bold]▶ {escape(spec.label)}[/] [dim]log: {spec.log_path}[/]")
         self.progress.reset(self.run_task, total=None, visible=True, description=escape(spec.label), run="starting")
@@ -84,6 +85,9 @@ class _ProgressEvents:
 
     def batch(self, spec: RunSpec, epoch: int, epochs: int, batch: int, batches: int) -> None:  # noqa: D102
         self._overall(spec, epoch - 1 + batch / batches)
+        if epoch != self.run_epoch:  # the run's bar is the epoch's: elapsed and ETA restart with each epoch
+            self.run_epoch = epoch
+            self.progress.reset(self.run_task, total=batches, completed=0)
         last = "  ".join(f"{k} {v}" for k, v in self.last.items())
         self.progress.update(
             self.run_task,
