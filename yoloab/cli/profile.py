@@ -141,7 +141,8 @@ def _progress(n_variants: int, steps: int, rows: bool) -> Iterator[Callable[[str
         TimeRemainingColumn(),
         TextColumn("{task.description}"),
     )
-    with Progress(*columns, console=err, transient=True) as progress:
+    # only on a terminal: piped or captured stderr gets the early rows and the errors, not bar frames
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(f"{n_variants} variants", total=steps)
 
         def on_step(what: str, record: dict[str, Any] | None) -> None:
