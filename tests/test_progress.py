@@ -50,6 +50,6 @@ def test_profile_keeps_stdout_for_the_format_and_prints_rows_as_counted(tmp_path
 def test_builtin_dataset_gets_its_own_defaults_and_help_says_them():
     assert training_defaults("builtin") == BUILTIN_TRAINING == {"epochs": 5, "imgsz": 128, "batch": 8}
     assert training_defaults("data/coco.yaml") == TRAINING_DEFAULTS == {"epochs": 100, "imgsz": 640, "batch": 16}
-    help_text = CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"}).output
+    help_text = " ".join(CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"}).output.split())
     for text in ("100; 5 with --dataset builtin", "640; 128 with --dataset builtin", "16; 8 with --dataset builtin"):
         assert text in help_text

@@ -115,13 +115,13 @@ def _label(row: Row, width: int = 12) -> str:
     # a long variant name is the widest cell of the table: it wraps after its hyphens, lines of at most `width`
     # characters where the pieces allow
     lines: list[str] = []
-    for piece in re.split(r"(?<=-)", row.label):
+    for piece in re.split(r"(?<=-)", row.shown_label):
         if lines and len(lines[-1]) + len(piece) <= width:
             lines[-1] += piece
         else:
             lines.append(piece)
     if len(lines) == 1:
-        return latex_escape(row.label)
+        return latex_escape(row.shown_label)
     stacked = r"\\".join(map(latex_escape, lines))
     return rf"\begin{{tabular}}[t]{{@{{}}l@{{}}}}{stacked}\end{{tabular}}"
 

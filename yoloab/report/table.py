@@ -80,6 +80,11 @@ class Row:
         return [r.get("seed") for r in self.runs]
 
     @property
+    def shown_label(self) -> str:
+        """The label as tables show it: marked where a run was resumed."""
+        return f"{self.label} (resumed)" if self.resumed else self.label
+
+    @property
     def resumed(self) -> list[dict[str, Any]]:
         """Finished runs that were interrupted and resumed (they may differ from an uninterrupted run; README)."""
         return [r for r in self.runs if r.get("resumed")]
@@ -353,7 +358,7 @@ def cells(table: ReportTable) -> tuple[list[str], list[list[Cell]]]:
     command = table.kind == PROFILE_COMMAND
     body = []
     for row in table.shown:
-        label = f"{row.label} (resumed)" if row.resumed else row.label
+        label = row.shown_label
         line = [Cell(label), *([Cell(str(len(row.runs)))] if table.kind == DATASET else [])]
         for m in table.metrics:
             line.append(_value_cell(m, row, command))
