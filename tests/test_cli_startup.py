@@ -110,7 +110,7 @@ def _imports(path: Path) -> set[str]:
 
 def test_registry_and_ultralytics_adapter_import_in_one_direction():
     registry = _imports(ROOT / "yoloab" / "registry.py")
-    adapter = _imports(ROOT / "yoloab" / "_ultralytics.py")
+    adapter = _imports(ROOT / "yoloab" / "_ultralytics" / "__init__.py")
     assert "yoloab._ultralytics" not in registry
     assert "yoloab.registry" in adapter
 

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from .errors import ModelConfigError, ModelRowError, UltralyticsCompatError, UnknownModuleError, did_you_mean
-from .registry import MODULES
+from .. import __version__
+from ..errors import ModelConfigError, ModelRowError, UltralyticsCompatError, UnknownModuleError, did_you_mean
+from ..registry import MODULES
 
 TESTED = ((8, 4, 0), (8, 5, 0))  # [low, high): the Ultralytics releases this integration was written against
 CONV_PARAMS = ("c1", "c2", "k", "s", "p", "g", "d", "act")
@@ -119,7 +119,6 @@ def ultralytics_module_names() -> set[str]:
 
 
 def _resolves_natively(name: str) -> bool:
-    import torch
     import torchvision
     from ultralytics.nn import tasks
 
@@ -173,7 +172,7 @@ def _check_first_arg(d: dict, i: int, section: str, row: list, where: str) -> No
     fails deep inside the build (`'<' not supported between 'int' and 'str'`); modules whose arguments are their own
     (an "input"-rule backbone's size, e.g. `[small]`) are left to their constructor.
     """
-    from .registry import MODULES
+    from ..registry import MODULES
 
     if row[2] in MODULES and MODULES.get(row[2]).channels != "conv":
         return
@@ -196,7 +195,7 @@ def check_train_values(args: dict[str, Any]) -> None:
     from ultralytics.cfg import check_cfg
     from ultralytics.engine.trainer import BaseTrainer
 
-    from .errors import SweepInputError
+    from ..errors import SweepInputError
 
     for key, value in args.items():
         try:
@@ -498,247 +497,6 @@ def capture_val_stats(model: Any) -> ValStatsCapture:
     return ValStatsCapture().attach(model)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# export
-
-
-@contextmanager
-def _no_auto_install() -> Iterator[None]:
-    """Keep Ultralytics from pip-installing anything while active.
-
-    Its exporter calls `check_requirements`, which installs what is missing; that function returns at once when
-    `ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS` is set (read at call time). yoloab checks the packages itself first
-    (`yoloab.deploy.check_runtimes`), so a missing one is an error naming the extra, never a download.
-    """
-    import os
-
-    key = "ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS"
-    before = os.environ.get(key)
-    os.environ[key] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
-
-
-def export_model(model: nn.Module, fmt: str, stem: Path, imgsz: int, batch: int, half: bool, device: str) -> Path:
-    """Export a built model with Ultralytics' own `Exporter`, as `YOLO(...).export(...)` would, into a folder.
-
-    The model is not changed: the exporter works on its own fused copy. `task` and `pt_path` are set on the model for
-    the call (the `YOLO` wrapper sets the first; the second decides where the exporter writes), then removed.
-
-    Args:
-        model: an Ultralytics detection model (unfused).
-        fmt: Ultralytics' format name (`onnx`, `openvino`, `engine`).
-        stem: artifact path without suffix; its folder must exist.
-        imgsz: square input size.
-        batch: static batch size of the artifact.
-        half: fp16 (Ultralytics' `quantize=16`).
-        device: Ultralytics' device string (`cpu`, `0`, ...).
-
-    Returns:
-        The exported file or folder.
-
-    Raises:
-        Exception: whatever the exporter raised.
-    """
-    import warnings
-
-    from ultralytics.engine.exporter import Exporter
-    from ultralytics.utils import LOGGER
-
-    overrides = {
-        "format": fmt,
-        "imgsz": imgsz,
-        "batch": batch,
-        "quantize": 16 if half else None,
-        "device": device,
-        "dynamic": False,
-        "simplify": True,
-        "nms": False,
-        "verbose": False,
-        "data": None,
-        "mode": "export",
-    }
-    saved = {k: model.__dict__[k] for k in ("task", "pt_path") if k in model.__dict__}
-    model.task, model.pt_path = "detect", str(stem.with_suffix(".pt"))
-    level = LOGGER.level
-    # the exporter's select_device sets torch's thread count to cpu_count - 1 and leaves it: every later PyTorch
-    # timing would run on other threads than the profile records
-    threads = torch.get_num_threads()
-    try:
-        with _no_auto_install(), quiet_logs(True), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            LOGGER.setLevel(logging.CRITICAL)  # the exporter logs its failures; yoloab records them as one line
-            return Path(Exporter(overrides=overrides)(model=model))
-    finally:
-        torch.set_num_threads(threads)
-        LOGGER.setLevel(level)
-        for k in ("task", "pt_path"):
-            model.__dict__.pop(k, None)
-        model.__dict__.update(saved)
-
-
-def tensorrt_runner(path: Path, device: Any, half: bool) -> Any:
-    """Load a TensorRT engine written by Ultralytics' exporter (metadata header and all) with its `AutoBackend`.
-
-    Returns:
-        A callable taking a torch tensor on `device` and returning the first output.
-    """
-    from ultralytics.nn.autobackend import AutoBackend
-
-    threads = torch.get_num_threads()
-    with _no_auto_install(), quiet_logs(True):
-        backend = AutoBackend(str(path), device=device, fp16=half, verbose=False)
-    torch.set_num_threads(threads)
-
-    def run(x: Any) -> Any:
-        y = backend(x)
-        return y[0] if isinstance(y, (list, tuple)) else y
-
-    return run
-
-
-class _RunLog:
-    """A text stream writing to a run's open log file, and once it is closed to the stream that was current before.
-
-    Whatever captures `sys.stdout` while a run trains (a handler created by a lazy import, a progress bar) may outlive
-    the run; its later lines then go where they would have gone without the log, instead of failing on a closed file.
-    """
-
-    def __init__(self, fh: Any, fallback: Any) -> None:
-        self.fh, self.fallback = fh, fallback
-
-    def _target(self) -> Any:
-        return self.fallback if self.fh.closed else self.fh
-
-    def write(self, text: str) -> int:  # noqa: D102
-        return self._target().write(text)
-
-    def flush(self) -> None:  # noqa: D102
-        self._target().flush()
-
-    def isatty(self) -> bool:  # noqa: D102
-        return False
-
-    def fileno(self) -> int:  # noqa: D102
-        return self._target().fileno()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target(), name)
-
-
-@contextmanager
-def output_to(log: Path | None) -> Iterator[None]:
-    """Send Ultralytics' log lines, progress bars and warnings to the file `log` (appended) while active.
-
-    Its logger's handlers are re-pointed at the file, and `sys.stdout`/`sys.stderr` too, because its `TQDM` bars write
-    to the `sys.stdout` of their creation with carriage returns and ANSI codes that a live display cannot hold.
-    With `log=None` its lines go to the current `sys.stdout` instead (as `quiet_logs(False)`).
-    """
-    import contextlib
-    import sys
-
-    if log is None:
-        with quiet_logs(False):
-            yield
-        return
-    from ultralytics.utils import LOGGER
-
-    log.parent.mkdir(parents=True, exist_ok=True)
-    streams = [(h, h.stream) for h in LOGGER.handlers if isinstance(h, logging.StreamHandler)]
-    with open(log, "a", encoding="utf-8") as fh:
-        out, err = _RunLog(fh, sys.stdout), _RunLog(fh, sys.stderr)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                for handler, _ in streams:
-                    _set_stream(handler, out)
-                yield
-            finally:
-                for handler, stream in streams:
-                    _set_stream(handler, stream)
-
-
-def _set_stream(handler: logging.StreamHandler, stream: Any) -> None:
-    """`handler.setStream` without its flush of the old stream, which may be closed (a finished test's capture)."""
-    handler.acquire()
-    try:
-        handler.stream = stream
-    finally:
-        handler.release()
-
-
-def rng_state(trainer: Any) -> dict[str, Any]:
-    """What Ultralytics' `last.pt` leaves out and a resumed run needs to continue as the uninterrupted one would.
-
-    Ultralytics' `last.pt` holds the EMA in half precision, the optimizer and the epoch (its scheduler is rebuilt from
-    the epoch); a resume restarts the trained weights from that half-precision EMA and re-seeds every generator, so
-    it would redo the first epoch's shuffle and augmentations. This is the state at the end of `trainer.epoch`: the
-    trained model's and the EMA's weights in full precision, Python's, NumPy's and torch's generators (CUDA too) and
-    the train sampler's generator.
-    """
-    import random
-
-    import numpy as np
-    import torch
-
-    sampler = getattr(trainer.train_loader, "sampler", None)
-    generator = getattr(sampler, "generator", None)
-    from ultralytics.utils.torch_utils import unwrap_model
-
-    def weights(model: Any) -> dict[str, Any]:
-        return {k: v.detach().to("cpu", copy=True) for k, v in unwrap_model(model).state_dict().items()}
-
-    return {
-        "epoch": int(trainer.epoch),
-        "model": weights(trainer.model),
-        "ema": weights(trainer.ema.ema) if trainer.ema is not None else None,
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "sampler": generator.get_state() if isinstance(generator, torch.Generator) else None,
-        "workers": int(getattr(trainer.train_loader, "num_workers", 0)),
-    }
-
-
-def restore_rng_state(trainer: Any, state: dict[str, Any]) -> list[str]:
-    """Put back what `rng_state` saved, at the start of the first resumed epoch; returns what was restored.
-
-    The sampler gets its own generator: the resumed loader's new iterator draws its worker base seed from the loader's
-    generator (shared with the sampler), which the uninterrupted run did once, before the saved state.
-    """
-    import random
-
-    import numpy as np
-    import torch
-    from ultralytics.utils.torch_utils import unwrap_model
-
-    done = []
-    if state.get("model") is not None:
-        unwrap_model(trainer.model).load_state_dict(state["model"])  # in place: the optimizer keeps its parameters
-        done.append("model")
-    if state.get("ema") is not None and trainer.ema is not None:
-        trainer.ema.ema.load_state_dict(state["ema"])
-        done.append("ema")
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    done += ["python", "numpy", "torch"]
-    if state.get("cuda") is not None and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-        done.append("cuda")
-    sampler = getattr(trainer.train_loader, "sampler", None)
-    if state.get("sampler") is not None and isinstance(getattr(sampler, "generator", None), torch.Generator):
-        generator = torch.Generator()
-        generator.set_state(state["sampler"])
-        if not getattr(sampler, "replacement", True) and not state.get("workers"):
-            # torch's RandomSampler draws one more permutation (its empty remainder) when an epoch's last index is
-            # taken, which an in-process loader does lazily, at the next epoch's first batch: after the saved state
-            torch.randperm(len(sampler.data_source), generator=generator)
-        sampler.generator = generator
-        done.append("sampler")
-    return done
+# exporting and the trainer's state, in submodules so that no file grows past a reader's patience
+from .export import export_model, tensorrt_runner  # noqa: E402, F401  (re-exported)
+from .trainer_state import output_to, restore_rng_state, rng_state  # noqa: E402, F401  (re-exported)
