@@ -36,7 +36,6 @@ import errno
 import json
 import os
 import secrets
-import shutil
 import tempfile
 import time
 import warnings
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import StorageError, YoloabWarning
-from .variants import FILE_MODE, write_atomic
+from .variants import FILE_MODE, copy_atomic, write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -359,12 +358,4 @@ def _store_val_stats(record: dict[str, Any], results_dir: str | Path) -> None:
     if src is None or not src.is_file():
         return  # readers check the statistics' mAP against the record's before using them
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    copy_atomic(src, dst)

@@ -47,7 +47,7 @@ from .datasets import Dataset
 from .errors import SweepInputError, YoloabError, did_you_mean
 from .results import VAL_STATS_NAME, ValStats, read_epochs
 from .transfer import Pretrained, seeded_model
-from .variants import FILE_MODE, Variant, build, to_yaml, write_atomic
+from .variants import Variant, build, copy_atomic, to_yaml, write_atomic
 
 FLOPS_IMGSZ = 640  # the input size papers quote GFLOPs at, whatever size a sweep trains at
 KEY_FORMAT = 1  # bump when what the key hashes changes
@@ -405,18 +405,6 @@ def _open(path: Path) -> Any:
     return _load(path)[0]
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _checkpoint(spec: RunSpec) -> tuple[str, Any]:
     """What is on disk, each checkpoint loaded once: ('new', None), ('resume', last) or ('finished', best).
 
@@ -427,7 +415,7 @@ def _checkpoint(spec: RunSpec) -> tuple[str, Any]:
     last, safe = weights / "last.pt", weights / "last.safe.pt"
     model = _open(last)
     if model is None and (model := _open(safe)) is not None:
-        _copy_atomic(safe, last)  # leave a whole last.pt behind, as Ultralytics would have
+        copy_atomic(safe, last)  # leave a whole last.pt behind, as Ultralytics would have
     if model is None:
         if spec.run_dir.exists():
             shutil.rmtree(spec.run_dir)  # nothing usable: start clean rather than mix two runs' results.csv

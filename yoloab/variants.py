@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import tempfile
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
@@ -423,6 +424,19 @@ def write_atomic(path: Path, text: str) -> None:
             fh.write(text)
         os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a results file should be as readable as any other
         os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    """Copy a file so that readers of `dst` never see a partial copy (temporary file in `dst`'s folder, renamed)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
