@@ -125,19 +125,16 @@ def test_a_metric_limited_to_one_kind_of_table_stays_out_of_the_others(energy_st
 
 
 def test_a_dynamic_metric_gives_one_column_per_matching_record_key():
-    register_metric(Metric("latency_ms_{runtime}", "latency {runtime} (ms)", "Latency {runtime} (ms)", 2))
-    try:
-        records = [
-            _profile("yolov8n", 10.0) | {"latency_ms_onnxruntime": 4.0, "latency_ms_openvino": 3.0},
-            _profile("yolov8n-ADown-all", 11.0) | {"latency_ms_onnxruntime": 5.0, "latency_ms_openvino": None},
-        ]
-        keys = [m.key for m in metrics_for("profile_command", records)]
-        assert keys[-2:] == ["latency_ms_onnxruntime", "latency_ms_openvino"]
-        md = profile_markdown(profile_table(records))
-        assert "| latency onnxruntime (ms) | Δ latency onnxruntime (ms) | latency openvino (ms) |" in md
-        assert "| 5.00 | +1.00 (+25.0%) | - |  |" in md  # openvino missing for the variant: '-', no delta
-    finally:
-        unregister_metric("latency_ms_{runtime}")
+    # the built-in per-runtime latency column (`yoloab profile --runtime`)
+    records = [
+        _profile("yolov8n", 10.0) | {"latency_ms_onnxruntime": 4.0, "latency_ms_openvino": 3.0},
+        _profile("yolov8n-ADown-all", 11.0) | {"latency_ms_onnxruntime": 5.0, "latency_ms_openvino": None},
+    ]
+    keys = [m.key for m in metrics_for("profile_command", records)]
+    assert keys[-2:] == ["latency_ms_onnxruntime", "latency_ms_openvino"]
+    md = profile_markdown(profile_table(records))
+    assert "| latency onnxruntime (ms) | Δ latency onnxruntime (ms) | latency openvino (ms) |" in md
+    assert "| 5.00 | +1.00 (+25.0%) | - |  |" in md  # openvino missing for the variant: '-', no delta
 
 
 def test_a_delta_shows_its_confidence_interval_and_significance():

@@ -15,8 +15,9 @@ from typing import Any
 
 from ..errors import ResultsError, did_you_mean
 from ..results import load_profiles, load_runs
+from ..significance import LEVEL, delta_intervals
 from .metrics import ALWAYS_SHOWN, DATASET, PROFILE_COMMAND, STORED_PROFILE, Metric, Stat, mean_std, metrics_for
-from .table import Report, ReportTable, Row, finish
+from .table import Delta, Report, ReportTable, Row, finish
 
 GROUP_KEYS = ("yaml_sha256", "dataset_id", "epochs", "imgsz", "batch", "train_args", "device", "workers")
 """Run-record keys that must match for runs to be seeds of one row (besides the variant name)."""
@@ -191,6 +192,30 @@ def _stored_profile_table(records: list[dict[str, Any]]) -> ReportTable:
     return table
 
 
+def _add_intervals(table: ReportTable, records: list[dict[str, Any]], results_dir: Path, baseline: str | None) -> None:
+    """Put the paired-bootstrap interval and significance on each mAP Δ whose runs have stored statistics."""
+    by_key = {r.get("key"): row for row in table.shown for r in row.runs}
+    variant_of = {row.label: row.variant for row in table.shown}
+    methods: dict[str, None] = {}
+    for iv in delta_intervals(records, results_dir, baseline):
+        row = by_key.get(iv.run_keys[0]) if iv.run_keys else None
+        if row is None or variant_of.get(row.baseline or "") != iv.baseline:
+            continue
+        if {r.get("key") for r in row.runs} != set(iv.run_keys):
+            continue  # the interval covers other runs than the row's mean (a seed without statistics): no mark
+        for m in table.metrics:
+            if m.key in iv.intervals and m.key in row.deltas:
+                ci, d = iv.intervals[m.key], row.deltas[m.key]
+                row.deltas[m.key] = Delta(d.abs, d.pct, ci.low, ci.high, ci.significant)
+        methods[iv.method] = None
+    if methods:
+        table.footnotes.append(
+            f"mAP Δ [low, high]: {int(100 * LEVEL)}% interval by paired bootstrap over validation images "
+            f"({', '.join(methods)}; yoloab.significance); * the interval excludes 0. Rows without stored "
+            "per-image statistics have no interval."
+        )
+
+
 def _hint(name: str, names: Iterable[str], what: str) -> str:
     names = sorted(set(names))
     return did_you_mean(name, names) or (f" (stored {what}: {', '.join(names)})" if names else "")
@@ -203,6 +228,7 @@ def build_report(
     dataset: str | None = None,
     baseline: str | None = None,
     source: str = "the results directory",
+    results_dir: str | Path | None = None,
 ) -> Report:
     """Group, aggregate and compare stored records into report tables.
 
@@ -212,6 +238,7 @@ def build_report(
         dataset: Only the table of this dataset (the profile-only table is left out).
         baseline: Variant name to take every delta against, instead of each base model's baseline.
         source: How to name where the records came from in error messages.
+        results_dir: Where the runs' per-image statistics are stored; with it, each mAP Δ gets its interval.
 
     Returns:
         One table per dataset, sorted by name, then one for the profile records (unless `dataset` is given).
@@ -249,6 +276,8 @@ def build_report(
     for table in tables:
         has_override = baseline is not None and any(row.variant == baseline for row in table.shown)
         finish(table, baseline if has_override else None)
+        if results_dir is not None and table.kind == DATASET:
+            _add_intervals(table, by_dataset[table.name], Path(results_dir), baseline if has_override else None)
     return Report(tables, baseline)
 
 
@@ -265,7 +294,9 @@ def load_report(results_dir: str | Path, *, dataset: str | None = None, baseline
         runs, profiles = load_runs(path), load_profiles(path)
     except (OSError, ValueError, KeyError, TypeError) as err:  # a hand-edited or foreign JSON file
         raise ResultsError(f"cannot read the results store '{path}': {type(err).__name__}: {err}") from None
-    return build_report(runs, profiles, dataset=dataset, baseline=baseline, source=f"results directory '{path}'")
+    return build_report(
+        runs, profiles, dataset=dataset, baseline=baseline, source=f"results directory '{path}'", results_dir=path
+    )
 
 
 def profile_table(records: list[dict[str, Any]], title: str = "yoloab profile") -> ReportTable:

@@ -30,7 +30,7 @@ def metric_fields(m: Metric) -> list[str]:
     if m.delta:
         out += [f"d_{m.key}", f"d_{m.key}_pct"]
         if m.delta_ci:
-            out += [f"d_{m.key}_ci_low", f"d_{m.key}_ci_high", f"d_{m.key}_significant"]
+            out += [f"{m.delta_ci}_ci_low", f"{m.delta_ci}_ci_high", f"{m.delta_ci}_significant"]
     return out + list(m.csv_extra)
 
 
@@ -69,8 +69,8 @@ def _row(table: ReportTable, row: Row) -> dict[str, Any]:
         if delta is not None:
             line[f"d_{m.key}"], line[f"d_{m.key}_pct"] = delta.abs, delta.pct
             if m.delta_ci:
-                line[f"d_{m.key}_ci_low"], line[f"d_{m.key}_ci_high"] = delta.low, delta.high
-                line[f"d_{m.key}_significant"] = delta.significant
+                line[f"{m.delta_ci}_ci_low"], line[f"{m.delta_ci}_ci_high"] = delta.low, delta.high
+                line[f"{m.delta_ci}_significant"] = delta.significant
         for extra in m.csv_extra:
             line[extra] = EXTRAS[extra](row)
     return line

@@ -112,6 +112,8 @@ class Metric:
                     title=self.title.format(**fill),
                     latex=self.latex.format(**fill),
                     profile_title=self.profile_title.format(**fill) if self.profile_title else None,
+                    profile_spread=self.profile_spread.format(**fill) if self.profile_spread else None,
+                    error_key=self.error_key.format(**fill) if self.error_key else None,
                 )
         return list(out.values())
 
@@ -141,8 +143,17 @@ METRICS: dict[str, Metric] = {
         Metric("throughput_ips", "img/s", "img/s", 1, higher_is_better=True, delta=False, tables=_COMMAND),
         Metric("mem_infer_mb", "mem infer MiB", "Mem. infer (MiB)", 0, delta=False, tables=_COMMAND),
         Metric("mem_train_mb", "mem train MiB", "Mem. train (MiB)", 0, delta=False, tables=_COMMAND),
-        Metric("map50", "mAP50", r"mAP$_{50}$", 3, higher_is_better=True, spread=True, tables=_DATASET),
-        Metric("map50_95", "mAP50-95", r"mAP$_{50:95}$", 3, higher_is_better=True, spread=True, tables=_DATASET),
+        Metric(
+            "map50", "mAP50", r"mAP$_{50}$", 3, higher_is_better=True, spread=True, tables=_DATASET,
+            delta_ci="map50_delta",
+        ),
+        Metric(
+            "map50_95", "mAP50-95", r"mAP$_{50:95}$", 3, higher_is_better=True, spread=True, tables=_DATASET,
+            delta_ci="map50_95_delta",
+        ),
+        # one column per runtime `yoloab profile --runtime` measured (`latency_ms_onnxruntime`, ...), last so that
+        # the PyTorch columns keep their place
+        Metric("latency_ms_{runtime}", "latency {runtime} (ms)", "Latency {runtime} (ms)", 2),
     )
 }
 """Every column, in display order (dict order)."""
