@@ -77,3 +77,26 @@ def test_runtime_latency_is_a_column_in_md_and_csv(tmp_path):
     row = next(r for r in csv.DictReader(io.StringIO(report_csv(report))) if r["variant"] == "yolov8n-ADown")
     assert float(row["latency_ms_onnxruntime"]) == 5.0 and float(row["d_latency_ms_onnxruntime"]) == 1.0
     assert "| 5.00 | +1.00 (+25.0%) |" in profile_markdown(profile_table(records))
+
+
+def test_a_failed_export_shows_its_status_instead_of_a_latency(tmp_path):
+    common = {"base": "yolov8n", "imgsz": 64, "params": 3_000_000, "gflops": 8.0, "latency_ms": 10.0}
+    records = [
+        {"variant": "yolov8n", "module": None, **common, "latency_ms_openvino": 4.0, "export_openvino": "ok"},
+        {
+            "variant": "yolov8n-X",
+            "module": "X",
+            **common,
+            "latency_ms_openvino": None,
+            "export_openvino": "failed: op Y",
+        },
+    ]
+    for md in (profile_markdown(profile_table(records)), report_markdown(_stored(records, tmp_path))):
+        assert "| failed |" in md
+        assert "yolov8n-X: latency openvino (ms): export failed: op Y" in md
+    assert "| 4.00 |" in profile_markdown(profile_table(records[:1]))  # an ok export: its number, no status
+
+
+def _stored(records, results):
+    store_profile(records, results)
+    return load_report(results)

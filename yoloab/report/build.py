@@ -303,12 +303,13 @@ def profile_table(records: list[dict[str, Any]], title: str = "yoloab profile") 
     """The table `yoloab profile` prints: one row per fresh record, in order.
 
     Deltas are taken against the baseline of the same base model and input size, if profiled. Columns
-    no record has a value for are left out, except the two GFLOPs counts.
+    no record has a value or an explanation (a failed export) for are left out, except the two GFLOPs counts.
     """
     metrics = [
         m
         for m in metrics_for(PROFILE_COMMAND, records)
-        if m.key in ALWAYS_SHOWN or any(r.get(m.key) is not None for r in records)
+        if m.key in ALWAYS_SHOWN
+        or any(r.get(m.key) is not None or r.get(m.error_key or "") not in (None, "ok") for r in records)
     ]
     rows = [
         Row(

@@ -165,7 +165,14 @@ METRICS: dict[str, Metric] = {
         ),
         # one column per runtime `yoloab profile --runtime` measured (`latency_ms_onnxruntime`, ...), last so that
         # the PyTorch columns keep their place
-        Metric("latency_ms_{runtime}", "latency {runtime} (ms)", "Latency {runtime} (ms)", 2),
+        Metric(
+            "latency_ms_{runtime}",
+            "latency {runtime} (ms)",
+            "Latency {runtime} (ms)",
+            2,
+            profile_spread="latency_iqr_ms_{runtime}",
+            error_key="export_{runtime}",
+        ),
     )
 }
 """Every column, in display order (dict order)."""

@@ -100,8 +100,12 @@ class Row:
         return next((r.get("flops_note") for r in self.runs if r.get("flops_flag")), None)
 
     def error(self, key: str | None) -> str | None:
-        """The first record's explanation of a missing value (`Metric.error_key`), if any."""
-        return next((r[key] for r in self.runs if r.get(key)), None) if key else None
+        """The first record's explanation of a missing value (`Metric.error_key`), if any; an `ok` status is none.
+
+        Run tables also look at the profile record their latency comes from (an export status per runtime).
+        """
+        records = [*self.runs, *([self.latency_source] if self.latency_source else [])]
+        return next((str(r[key]) for r in records if r.get(key) and r[key] != "ok"), None) if key else None
 
     @property
     def gflops_error(self) -> str | None:
@@ -228,6 +232,10 @@ def finish(table: ReportTable, override: str | None = None) -> None:
             table.footnotes.append(f"† {row.label}: Ultralytics and aten GFLOPs differ by more than 5%: {note}")
         if row.gflops_error:
             table.footnotes.append(f"{row.label}: Ultralytics GFLOPs not available: {row.gflops_error}")
+        for m in table.metrics:  # a runtime whose export failed or was skipped: why its latency is missing
+            status = row.error(m.error_key) if m.error_key and m.error_key.startswith("export_") else None
+            if status and row.values[m.key].mean is None:
+                table.footnotes.append(f"{row.label}: {m.title}: export {status}")
         if row.resumed:
             after = ", ".join(
                 f"seed {r.get('seed')} after epoch {r.get('resumed_from_epoch') or '?'}" for r in row.resumed
@@ -332,7 +340,10 @@ def _value_cell(metric: Metric, row: Row, command: bool) -> Cell:
     stat = row.values[metric.key]
     dagger = metric.key == "gflops" and row.flops_flag
     if stat.mean is None:
-        return Cell("error" if row.error(metric.error_key) else "-")
+        err = row.error(metric.error_key)
+        if err and metric.error_key and metric.error_key.startswith("export_"):
+            return Cell(err.split(":")[0])  # `failed` or `skipped`; the footnote gives the reason
+        return Cell("error" if err else "-")
     shown_std = (command or metric.spread) and stat.std is not None
     std = _number(metric, stat.std, command) if shown_std else None  # type: ignore[arg-type]
     return Cell(_number(metric, stat.mean, command), std, metric.key in row.best, dagger)
