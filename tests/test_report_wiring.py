@@ -100,3 +100,20 @@ def test_a_failed_export_shows_its_status_instead_of_a_latency(tmp_path):
 def _stored(records, results):
     store_profile(records, results)
     return load_report(results)
+
+
+def test_run_table_joins_the_runtime_latency_of_the_variants_profile(store):
+    results = store[0]
+    common = {"base": "yolov8n", "imgsz": 64, "latency_ms": 10.0}
+    records = [
+        {"variant": "yolov8n", "module": None, **common, "latency_ms_onnxruntime": 4.0},
+        {"variant": "yolov8n-ADown", "module": "ADown", **common, "latency_ms_onnxruntime": 3.0},
+    ]
+    stored = store_profile(records, results)
+    try:
+        rows = _csv_rows(results)
+        assert float(rows["yolov8n-ADown"]["latency_ms_onnxruntime"]) == 3.0
+        assert float(rows["yolov8n-ADown"]["d_latency_ms_onnxruntime"]) == -1.0
+        assert rows["yolov8n-C2f"]["latency_ms_onnxruntime"] == ""  # never profiled
+    finally:
+        stored.unlink()  # the module's other tests see the store without profiles
