@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-import yoloab.training as training
+import yoloab.callbacks as callbacks
 from yoloab.datasets import builtin_dataset
 from yoloab.models import get_base_model
 from yoloab.sweep import run_sweep
@@ -40,7 +40,7 @@ def test_sweep_overhead_per_run_is_at_most_3_percent(tmp_path, monkeypatch):
     common = {"epochs": 5, "imgsz": 128, "batch": 8, "workers": 0}
 
     spent = {"train": 0.0, "copy": 0.0}
-    original_train, original_copy = Model.train, training._copy_atomic
+    original_train, original_copy = Model.train, callbacks.copy_atomic
 
     def timed_train(self, *args, **kwargs):
         t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def test_sweep_overhead_per_run_is_at_most_3_percent(tmp_path, monkeypatch):
             spent["copy"] += time.perf_counter() - t0
 
     monkeypatch.setattr(Model, "train", timed_train)
-    monkeypatch.setattr(training, "_copy_atomic", timed_copy)
+    monkeypatch.setattr(callbacks, "copy_atomic", timed_copy)  # the per-epoch checkpoint copy
 
     def plain(i: int) -> float:
         from ultralytics import YOLO

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ._ultralytics import restore_rng_state, rng_state
-from .training import RunHooks, RunSpec, SweepInterrupted, _copy_atomic
+from .training import RunHooks, RunSpec, SweepInterrupted
+from .variants import copy_atomic
 
 
 def _save_rng(trainer: Any, path: Path) -> None:
@@ -62,7 +63,7 @@ def add_callbacks(model: Any, spec: RunSpec, hooks: RunHooks, restored: dict[str
         last = Path(trainer.last)
         if last.is_file():
             _save_rng(trainer, rng_path)  # before the safe copy: a resume finds the states of its checkpoint's epoch
-            _copy_atomic(last, last.with_name("last.safe.pt"))
+            copy_atomic(last, last.with_name("last.safe.pt"))
         if hooks.stop_requested is not None and hooks.stop_requested() and trainer.epoch + 1 < trainer.epochs:
             raise SweepInterrupted(f"{spec.label}: stopped after epoch {trainer.epoch + 1} of {trainer.epochs}")
 
