@@ -272,13 +272,7 @@ def flop_counts(model: nn.Module, imgsz: int) -> dict[str, Any]:
         `gflops` (Ultralytics; None with `gflops_error` when it fails, never 0.0), `gflops_aten`, `gmacs`,
         `flops_flag` (they differ by more than `FLOP_TOLERANCE`) and `flops_note` (the rows responsible, when flagged).
     """
-    out: dict[str, Any] = {}
-    try:
-        out["gflops"], out["gflops_error"] = ultralytics_flops(model, imgsz), None
-    except Exception as err:  # stored, never printed as 0.0
-        out["gflops"], out["gflops_error"] = None, f"{type(err).__name__}: {err}"
-    out["gflops_aten"], _ = aten_flops(model, imgsz)
-    out["gmacs"] = out["gflops_aten"] / 2
+    out = _costs(model, imgsz)
     gap = None if out["gflops"] is None else abs(out["gflops"] - out["gflops_aten"]) / max(out["gflops_aten"], 1e-9)
     out["flops_flag"] = bool(gap is not None and gap > FLOP_TOLERANCE)
     out["flops_note"] = flop_disagreement(model) if out["flops_flag"] else None
@@ -287,13 +281,18 @@ def flop_counts(model: nn.Module, imgsz: int) -> dict[str, Any]:
 
 def deployed_counts(fused: nn.Module, imgsz: int) -> dict[str, Any]:
     """The `DEPLOYED_KEYS` of a model after `fuse()`: params and both GFLOPs counts of what is deployed."""
-    out: dict[str, Any] = {"params_fused": count_params(fused)}
+    return {"params_fused": count_params(fused), **_costs(fused, imgsz, "_fused")}
+
+
+def _costs(model: nn.Module, imgsz: int, suffix: str = "") -> dict[str, Any]:
+    """`gflops` (None with `gflops_error` when thop fails, never 0.0), `gflops_aten` and `gmacs`, keys + `suffix`."""
+    out: dict[str, Any] = {}
     try:
-        out["gflops_fused"], out["gflops_fused_error"] = ultralytics_flops(fused, imgsz), None
+        out[f"gflops{suffix}"], out[f"gflops{suffix}_error"] = ultralytics_flops(model, imgsz), None
     except Exception as err:  # stored, never printed as 0.0
-        out["gflops_fused"], out["gflops_fused_error"] = None, f"{type(err).__name__}: {err}"
-    out["gflops_aten_fused"], _ = aten_flops(fused, imgsz)
-    out["gmacs_fused"] = out["gflops_aten_fused"] / 2
+        out[f"gflops{suffix}"], out[f"gflops{suffix}_error"] = None, f"{type(err).__name__}: {err}"
+    out[f"gflops_aten{suffix}"], _ = aten_flops(model, imgsz)
+    out[f"gmacs{suffix}"] = out[f"gflops_aten{suffix}"] / 2
     return out
 
 
