@@ -81,10 +81,19 @@ def test_completion_installs_and_completes(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     code = "import sys\nfrom yoloab.cli.app import main\nsys.argv = ['yoloab', *sys.argv[1:]]\nmain()"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home), "SHELL": "/bin/bash"}
+    # Typer's --install-completion is a flag that finds the shell among the caller's parent processes (shellingham;
+    # $SHELL only counts for a login shell), so pytest started without a shell above it got "Shell None is not
+    # supported". Typer's own switch turns the flag into --install-completion SHELL: the test names bash itself.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(home),
+        "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1",
+    }
     run = [sys.executable, "-c", code]
     out = subprocess.run([*run, "--install-completion", "bash"], capture_output=True, text=True, env=env, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert out.stdout.startswith("bash completion installed in"), out.stdout
     script = home / ".bash_completions" / "yoloab.sh"
     assert "_YOLOAB_COMPLETE=complete_bash" in script.read_text()
     assert str(script) in (home / ".bashrc").read_text()
