@@ -124,10 +124,14 @@ def _write_curve(run_dir: Path, final_map: float, repeat_epoch: bool = False) ->
     (run_dir / "results.csv").write_text("\n".join(lines) + "\n")
 
 
-def _profile(variant: str, latency: float | None, imgsz: int = 320) -> dict:
+def _profile(variant: str, latency: float | None, imgsz: int = 128) -> dict:
+    """A profile record of the same model definition, image size and classes as the variant's runs."""
     module, placement, params, gflops, gflops_aten = COST[variant]
     flagged = variant.endswith("DynamicConv-article")
     return {
+        "kind": "profile",
+        "key": f"profile-{variant}-{imgsz}-{latency}",
+        "yaml_sha256": f"sha-{variant}",
         "variant": variant,
         "base": variant.split("-")[0],
         "module": module,
@@ -270,7 +274,10 @@ def test_settings_and_latency_source_stated(store):
     text = render_report(load_report(store, dataset="shapes"), "md")
     assert "Runs share: dataset id shapes-v1, epochs 5, imgsz 128, batch 16, train args none, seeds 0, 1." in text
     assert "GFLOPs at imgsz 640, device AMD EPYC 7763, torch 2.14.1, ultralytics 8.4.190" in text
-    assert "Latency: median ms at batch 1, from the latest yoloab profile record of each variant (imgsz 320" in text
+    assert (
+        "Latency: median ± IQR ms at batch 1, from the latest yoloab profile record of the same model, image size and "
+        "classes as the runs (imgsz 128, nc 3, device AMD EPYC 7763, threads 2, dtype float32)." in text
+    )
     assert "| - | - |" in _row(text, "yolov8n-DynamicConv-article")  # profiled without latency: '-' and no delta
 
 

@@ -116,4 +116,4 @@ def test_notes_are_written_for_a_reader(tmp_path):
     notes = "\n".join(line for line in tex.splitlines() if line.endswith(r"\par"))
     for jargon in ("yoloab", "record", "Runs share", "train args", "imgsz", "thop", "aten"):
         assert not re.search(rf"\b{jargon}\b", notes), jargon
-    assert "median latency of one image (batch 1) at 320 px" in notes
+    assert "median latency of one image (batch 1) at 128 px" in notes

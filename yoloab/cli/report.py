@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .options import Results
 
@@ -51,7 +52,7 @@ def report(
     Without --out the table is printed (md: a Rich table on a terminal, Markdown otherwise; html embeds the plots);
     with --out, report.md/.csv/.tex/.html and the PNG plots are written there.
     """
-    from ..report import FORMATS, load_report, render_report, rich_report, write_report
+    from ..report import FORMATS, load_report, render_report, rich_report, stability_hint, write_report
     from ..report.latex import check_columns
 
     rep = load_report(results, dataset=dataset, baseline=baseline)
@@ -64,6 +65,9 @@ def report(
 
         plots = report_plots(rep)
     text = render_report(rep, fmt.value, plots, chosen)
+    hint = stability_hint(rep.tables)
+    if hint:  # on stderr: stdout may be the data a script reads
+        Console(stderr=True).print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
     if out is None:
         console = Console()
         if fmt is Format.md and console.is_terminal:

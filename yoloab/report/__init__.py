@@ -20,7 +20,7 @@ from .latex import latex_escape, report_latex
 from .markdown import profile_markdown, report_markdown
 from .metrics import METRICS, Metric, Stat, mean_std, metrics_for, register_metric, unregister_metric
 from .plots import Plot, pareto_front, report_plots
-from .table import Cell, Delta, Report, ReportTable, Row, cells, finish
+from .table import Cell, Delta, Report, ReportTable, Row, cells, finish, stability_hint
 from .terminal import rich_report, rich_table
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "profile_table",
     "register_metric",
     "render_report",
+    "stability_hint",
     "report_csv",
     "report_html",
     "report_latex",

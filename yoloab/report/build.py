@@ -17,7 +17,7 @@ from ..errors import ResultsError, did_you_mean
 from ..results import load_profiles, load_runs
 from ..significance import LEVEL, delta_intervals
 from .metrics import ALWAYS_SHOWN, DATASET, PROFILE_COMMAND, STORED_PROFILE, Metric, Stat, mean_std, metrics_for
-from .table import Delta, Report, ReportTable, Row, finish
+from .table import TIMING_KEYS, Delta, Report, ReportTable, Row, finish, timing_conditions
 
 GROUP_KEYS = ("yaml_sha256", "dataset_id", "epochs", "imgsz", "batch", "train_args", "device", "workers")
 """Run-record keys that must match for runs to be seeds of one row (besides the variant name)."""
@@ -49,19 +49,57 @@ def _setting_text(key: str, value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _profile_stat(metric: Metric, record: dict[str, Any] | None) -> Stat:
+    """A value of a profile record; a timing with its IQR as the spread."""
+    value = record.get(metric.key) if record else None
+    spread = record.get(metric.profile_spread) if record and metric.profile_spread and value is not None else None
+    return Stat(value, spread, int(value is not None))
+
+
+def _mismatch(run: dict[str, Any], profile: dict[str, Any]) -> list[str]:
+    """How a profile record differs from a run in what decides its latency (model definition, image size, classes)."""
+    out = []
+    if profile.get("yaml_sha256") != run.get("yaml_sha256"):
+        out.append("another model definition" if profile.get("yaml_sha256") else "an unknown model definition")
+    out += [f"{k} {profile.get(k)}" for k in ("imgsz", "nc") if profile.get(k) != run.get(k)]
+    return out
+
+
+def latency_source(run: dict[str, Any], profiles: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+    """The profile record whose latency a run's row shows, and how it differs from the run (None: it matches).
+
+    The latest record of the same model definition (`yaml_sha256`), image size and class count, measured with a
+    latency; failing that, the latest of the same variant name that differs least, with the differences named.
+
+    Args:
+        run: One of the row's run records.
+        profiles: Profile records, oldest first.
+    """
+    timed = [p for p in profiles if any(k.startswith("latency_ms") and v is not None for k, v in p.items())]
+    same_model = [p for p in timed if p.get("yaml_sha256") and p.get("yaml_sha256") == run.get("yaml_sha256")]
+    named = [p for p in timed if str(p.get("variant")) == str(run.get("variant"))]
+    candidates = same_model + [p for p in named if p not in same_model]
+    if not candidates:
+        return None, None
+    order = {id(p): i for i, p in enumerate(profiles)}
+    best = min(candidates, key=lambda p: (len(_mismatch(run, p)), -order[id(p)]))
+    differs = _mismatch(run, best)
+    return best, ", ".join(differs) if differs else None
+
+
 def _run_row(
-    variant: str, label: str, records: list[dict[str, Any]], latency: dict[str, Any] | None, metrics: list[Metric]
+    variant: str, label: str, records: list[dict[str, Any]], profiles: list[dict[str, Any]], metrics: list[Metric]
 ) -> Row:
     records = sorted(records, key=lambda r: (_natural(str(r.get("seed"))), r.get("finished") or "", r.get("key") or ""))
     ok = [r for r in records if r.get("status") == "ok"]
     first = ok[0] if ok else records[0]
+    latency, mismatch = latency_source(first, profiles)
     values = {}
     for m in metrics:
         if any(m.key in r for r in records):
             values[m.key] = mean_std(r.get(m.key) for r in ok)
-        else:  # measured by `yoloab profile`, not by training (latency): the variant's latest profile record
-            value = latency.get(m.key) if latency else None
-            values[m.key] = Stat(value, None, int(value is not None))
+        else:  # measured by `yoloab profile`, not by training (latency)
+            values[m.key] = _profile_stat(m, latency)
     return Row(
         variant=variant,
         label=label,
@@ -73,6 +111,8 @@ def _run_row(
         runs=ok,
         failed=[r for r in records if r.get("status") != "ok"],
         latency_source=latency,
+        latency_mismatch=mismatch,
+        timing_group=timing_conditions(latency),
     )
 
 
@@ -124,26 +164,28 @@ def _latency_line(rows: list[Row]) -> str:
     sources = {row.label: row.latency_source for row in rows if row.latency_source}
     if not sources:
         return "Latency: no yoloab profile record with a latency for these variants ('-')."
-    keys = ("imgsz", "device_name", "dtype", "threads")
     described = {
-        label: ", ".join(f"{_SETTING_NAMES.get(k, k)} {src[k]}" for k in keys if src.get(k) is not None)
+        label: ", ".join(f"{_SETTING_NAMES.get(k, k)} {src[k]}" for k in TIMING_KEYS if src.get(k) is not None)
         for label, src in sources.items()
     }
-    head = "Latency: median ms at batch 1, from the latest yoloab profile record of each variant"
+    head = (
+        "Latency: median ± IQR ms at batch 1, from the latest yoloab profile record of the same model, image size "
+        "and classes as the runs"
+    )
     if len(set(described.values())) == 1:
         return f"{head} ({next(iter(described.values()))})."
     return f"{head}; measured with different settings: " + "; ".join(f"{k}: {v}" for k, v in described.items()) + "."
 
 
-def _run_table(name: str, records: list[dict[str, Any]], latency: dict[str, dict[str, Any]]) -> ReportTable:
+def _run_table(name: str, records: list[dict[str, Any]], profiles: list[dict[str, Any]]) -> ReportTable:
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((str(r.get("variant")), *(_freeze(r.get(k)) for k in GROUP_KEYS)), []).append(r)
     labels = _labels(groups)
-    metrics = metrics_for(DATASET, [*records, *latency.values()])
+    rows = [_run_row(key[0], labels[key], recs, profiles, []) for key, recs in groups.items()]
+    metrics = metrics_for(DATASET, [*records, *(row.latency_source for row in rows if row.latency_source)])
     rows = sorted(
-        (_run_row(key[0], labels[key], recs, latency.get(key[0]), metrics) for key, recs in groups.items()),
-        key=_row_order,
+        (_run_row(key[0], labels[key], recs, profiles, metrics) for key, recs in groups.items()), key=_row_order
     )
     table = ReportTable(DATASET, name, f"Dataset {name}", metrics, rows)
     ok_runs = [r for row in rows for r in row.runs] or records
@@ -161,33 +203,46 @@ def _run_table(name: str, records: list[dict[str, Any]], latency: dict[str, dict
     return table
 
 
+def _profile_row(record: dict[str, Any], label: str, metrics: list[Metric]) -> Row:
+    """One profile record as a row: compared with the baseline of its base model at its input size."""
+    imgsz = record.get("imgsz")
+    return Row(
+        variant=str(record.get("variant")),
+        label=label,
+        base=record.get("base"),
+        module=record.get("module"),
+        placement=record.get("placement"),
+        settings={"imgsz": imgsz},
+        values={m.key: _profile_stat(m, record) for m in metrics},
+        runs=[record],
+        group=(record.get("base"), imgsz),
+        timing_group=timing_conditions(record),
+    )
+
+
 def _stored_profile_table(records: list[dict[str, Any]]) -> ReportTable:
     metrics = metrics_for(STORED_PROFILE, records)
-    latest: dict[tuple[str, Any], dict[str, Any]] = {}
-    for r in records:  # oldest first: a later record of the same variant and size replaces an earlier one
-        latest[(str(r.get("variant")), r.get("imgsz"))] = r
-    several_sizes = len({imgsz for _, imgsz in latest}) > 1
+    latest: dict[tuple[str, Any, Any], dict[str, Any]] = {}
+    for r in records:  # oldest first: a later record of the same variant, size and classes replaces an earlier one
+        latest[(str(r.get("variant")), r.get("imgsz"), r.get("nc"))] = r
+    several_sizes = len({imgsz for _, imgsz, _ in latest}) > 1
+    several_nc = len({nc for _, _, nc in latest}) > 1
     rows = sorted(
         (
-            Row(
-                variant=variant,
-                label=f"{variant} @{imgsz}" if several_sizes else variant,
-                base=r.get("base"),
-                module=r.get("module"),
-                placement=r.get("placement"),
-                settings={"imgsz": imgsz},
-                values={m.key: Stat(r.get(m.key), None, int(r.get(m.key) is not None)) for m in metrics},
-                runs=[r],
+            _profile_row(
+                r,
+                variant + (f" @{imgsz}" if several_sizes else "") + (f" nc {nc}" if several_nc else ""),
+                metrics,
             )
-            for (variant, imgsz), r in latest.items()
+            for (variant, imgsz, nc), r in latest.items()
         ),
-        key=_row_order,
+        key=lambda row: (row.base or "", _natural(str(row.settings["imgsz"])), *_row_order(row)),
     )
     table = ReportTable(STORED_PROFILE, "profile", "Profile (no training)", metrics, rows)
     kept = [row.runs[0] for row in rows]
     table.settings = [
         "Profiled with: " + ", ".join(_shared(kept, (*PROFILE_SETTING_KEYS, *VERSION_KEYS))) + ".",
-        "Latency: median ms at batch 1 (latest record of each variant and size).",
+        "Latency: median ± IQR ms at batch 1 (latest record of each variant, size and class count).",
     ]
     return table
 
@@ -258,11 +313,7 @@ def build_report(
         )
         raise ResultsError(f"no training run on dataset {dataset!r} in {source}{where}")
 
-    latency: dict[str, dict[str, Any]] = {}
-    for r in profiles:  # oldest first, so the latest measured latency of each variant wins
-        if r.get("latency_ms") is not None:
-            latency[str(r.get("variant"))] = r
-    tables = [_run_table(name, by_dataset[name], latency) for name in sorted(by_dataset) if dataset in (None, name)]
+    tables = [_run_table(name, by_dataset[name], profiles) for name in sorted(by_dataset) if dataset in (None, name)]
     if dataset is None and profiles:
         tables.append(_stored_profile_table(profiles))
 
@@ -311,21 +362,7 @@ def profile_table(records: list[dict[str, Any]], title: str = "yoloab profile") 
         if m.key in ALWAYS_SHOWN
         or any(r.get(m.key) is not None or r.get(m.error_key or "") not in (None, "ok") for r in records)
     ]
-    rows = [
-        Row(
-            variant=str(r.get("variant")),
-            label=str(r.get("variant")),
-            base=r.get("base"),
-            module=r.get("module"),
-            placement=r.get("placement"),
-            settings={"imgsz": r.get("imgsz")},
-            values={
-                m.key: Stat(r.get(m.key), r.get(m.profile_spread) if m.profile_spread else None, 1) for m in metrics
-            },
-            runs=[r],
-        )
-        for r in records
-    ]
+    rows = [_profile_row(r, str(r.get("variant")), metrics) for r in records]
     table = ReportTable(PROFILE_COMMAND, "profile", title, metrics, rows)
     finish(table)
     return table

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .metrics import DATASET, Metric
-from .table import Report, ReportTable, Row
+from .table import Report, ReportTable, Row, flagged_records
 
 HEAD = (
     "table", "variant", "label", "base", "module", "placement", "baseline",
@@ -18,17 +18,29 @@ TAIL = ("best", "errors")
 EXTRAS: dict[str, Callable[[Row], Any]] = {
     "flops_flag": lambda row: row.flops_flag,
     "flops_note": lambda row: row.flops_note,
-    "latency_imgsz": lambda row: row.latency_source.get("imgsz") if row.latency_source else None,
-    "latency_device": lambda row: row.latency_source.get("device_name") if row.latency_source else None,
+    "latency_imgsz": lambda row: _source(row, "imgsz"),
+    "latency_nc": lambda row: _source(row, "nc"),
+    "latency_device": lambda row: _source(row, "device_name"),
+    "latency_threads": lambda row: _source(row, "threads"),
+    # 'same': the profile matches the runs' model, image size and classes; else how it differs ('imgsz 320')
+    "latency_match": lambda row: (row.latency_mismatch or "same") if row.latency_source else None,
 }
 """Row facts a metric may list after its columns (`Metric.csv_extra`)."""
+
+
+def _source(row: Row, key: str) -> Any:
+    """A setting of the profile record a run row's latency comes from (profile rows: their own record)."""
+    record = row.latency_source or (row.runs[0] if row.runs and "latency_ms" in row.runs[0] else None)
+    return record.get(key) if record else None
 
 
 def metric_fields(m: Metric) -> list[str]:
     """The CSV columns of one metric: value (mean and std for spread metrics), Δ and Δ%, interval, extras."""
     out = [f"{m.key}_mean", f"{m.key}_std"] if m.spread else [m.key]
+    if m.timed:  # the IQR the median comes with, and whether it exceeds the stability limit
+        out += [m.profile_spread or f"{m.key}_iqr", f"{m.key}_unstable"]
     if m.delta:
-        out += [f"d_{m.key}", f"d_{m.key}_pct"]
+        out += [f"d_{m.key}", f"d_{m.key}_pct"] + ([f"d_{m.key}_unstable"] if m.timed else [])
         if m.delta_ci:
             out += [f"{m.delta_ci}_ci_low", f"{m.delta_ci}_ci_high", f"{m.delta_ci}_significant"]
     return out + list(m.csv_extra)
@@ -65,9 +77,14 @@ def _row(table: ReportTable, row: Row) -> dict[str, Any]:
             line[f"{m.key}_mean"], line[f"{m.key}_std"] = stat.mean, stat.std
         else:
             line[m.key] = stat.mean
+        if m.timed:
+            line[m.profile_spread or f"{m.key}_iqr"] = stat.std
+            line[f"{m.key}_unstable"] = m.key in row.unstable if stat.mean is not None else None
         delta = row.deltas.get(m.key)
         if delta is not None:
             line[f"d_{m.key}"], line[f"d_{m.key}_pct"] = delta.abs, delta.pct
+            if m.timed:
+                line[f"d_{m.key}_unstable"] = delta.unstable
             if m.delta_ci:
                 line[f"{m.delta_ci}_ci_low"], line[f"{m.delta_ci}_ci_high"] = delta.low, delta.high
                 line[f"{m.delta_ci}_significant"] = delta.significant
@@ -90,8 +107,8 @@ def report_csv(report: Report) -> str:
 
 
 def profile_csv(table: ReportTable) -> str:
-    """`yoloab profile --format csv`: every key of every row's record, raw values, no formatting."""
-    records = [r for row in table.rows for r in row.runs]
+    """`yoloab profile --format csv`: every key of every row's record and its stability flags, raw values."""
+    records = flagged_records(table)
     keys: list[str] = []
     for r in records:
         keys.extend(k for k in r if k not in keys)

@@ -27,7 +27,7 @@ def _html_cell(cell: Cell) -> str:
     text = html.escape(cell.text) + (f" ± {html.escape(cell.std)}" if cell.std else "")
     if cell.best and text:
         text = f"<strong>{text}</strong>"
-    return text + ("<sup>†</sup>" if cell.dagger else "")
+    return text + (f"<sup>{html.escape(cell.marks)}</sup>" if cell.marks else "")
 
 
 def report_html(report: Report, plots: Sequence[Plot] = ()) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from .table import ReportTable
+from .table import ReportTable, flagged_records
 
 
 def profile_json(table: ReportTable) -> str:
-    """The records of every row, in table order, as an indented JSON list."""
-    return json.dumps([r for row in table.rows for r in row.runs], indent=1, default=str) + "\n"
+    """The records of every row, in table order, with their stability flags (`<latency key>_unstable`), as JSON."""
+    return json.dumps(flagged_records(table), indent=1, default=str) + "\n"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..errors import ReportInputError, did_you_mean
 from .metrics import DATASET, METRICS, Metric
-from .table import Cell, Delta, Report, ReportTable, Row, cells, slug
+from .table import MISMATCH_MARK, UNSTABLE_MARK, Cell, Delta, Report, ReportTable, Row, cells, slug
 
 COMPACT = ("params", "gflops", "latency_ms", "map50_95")
 """Columns of the default LaTeX table (metric keys)."""
@@ -30,7 +30,7 @@ _READER = {
     "params": "Params: parameters in millions.",
     "gflops": "GFLOPs: one forward pass at {flops} px, as counted by Ultralytics.",
     "gflops_aten": "GFLOPs$^\\ast$: PyTorch's FLOP counter at {flops} px (it includes functional convolutions).",
-    "latency_ms": "Lat.: median latency of one image (batch 1){latency}.",
+    "latency_ms": "Lat.: median latency of one image (batch 1){latency}; below it, $\\pm$ the interquartile range.",
     "map50": "mAP$_{{50}}$: COCO mAP at IoU 0.5 on the validation set, best checkpoint.",
     "map50_95": "mAP$_{{50:95}}$: COCO mAP averaged over IoU 0.5:0.95 on the validation set, best checkpoint.",
 }
@@ -49,7 +49,14 @@ _LATEX_SPECIAL = {
     "±": r"$\pm$",
     "Δ": r"$\Delta$",
     "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
+    "§": r"$^\S$",
 }
+
+
+def _marks(marks: str) -> str:
+    r"""Footnote marks as one superscript: `$^\dagger$$^\S$` would open display math at the `$$`."""
+    return "$^{" + "".join(_LATEX_SPECIAL[m][2:-1] for m in marks) + "}$" if marks else ""
 
 
 def latex_escape(text: str) -> str:
@@ -76,11 +83,11 @@ def check_columns(report: Report, columns: Sequence[str]) -> None:
 
 def _value(metric: Metric, row: Row, cell: Cell) -> str:
     text = latex_escape(cell.text)
-    if cell.std:
+    if cell.std and not metric.timed:  # a timing's IQR goes on the line below (`_below`): the column stays narrow
         text += rf"{{\tiny$\pm${cell.std}}}"
     if cell.best and cell.text not in ("", "-"):
         text = rf"\textbf{{{text}}}"
-    return text + (r"$^\dagger$" if cell.dagger else "")
+    return text + _marks(cell.marks)
 
 
 def _delta(metric: Metric, row: Row) -> list[str]:
@@ -97,11 +104,17 @@ def _delta(metric: Metric, row: Row) -> list[str]:
         text = format(delta.abs * metric.scale, f"+.{metric.digits}f")
     else:
         text = f"{delta.pct:+.1f}%"
-    lines = [latex_escape(text) + ("*" if delta.significant else "")]
+    lines = [latex_escape(text) + ("*" if delta.significant else "") + _marks(UNSTABLE_MARK if delta.unstable else "")]
     if delta.low is not None and delta.high is not None:
         spec = f"+.{metric.digits}f"
         lines.append(f"[{format(delta.low * metric.scale, spec)},{format(delta.high * metric.scale, spec)}]")
     return lines
+
+
+def _below(metric: Metric, row: Row, cell: Cell) -> list[str]:
+    """The small lines under a value: a timing's IQR, then the change against the baseline."""
+    spread = [rf"$\pm${cell.std}"] if metric.timed and cell.std else []
+    return spread + (_delta(metric, row) if metric.delta else [])
 
 
 def _stacked(top: str, below: list[str]) -> str:
@@ -149,7 +162,22 @@ def _reader_notes(table: ReportTable, metrics: list[Metric]) -> list[str]:
                 rf"$^\dagger$ {latex_escape(row.label)}: Ultralytics' count misses operations that PyTorch's FLOP "
                 f"counter sees{more}; not eligible for bold."
             )
-    notes += [latex_escape(n) for n in table.footnotes if not n.startswith("†")]
+    timed = [m for m in metrics if m.timed]
+    unstable = [row for row in table.shown if any(m.key in row.unstable for m in timed)]
+    if unstable:
+        limit = max(m.unstable_above or 0.0 for m in timed)
+        notes.append(
+            rf"$^\ddagger$ Unstable timing: its interquartile range exceeds {100 * limit:.0f}\% of the median "
+            f"({latex_escape(', '.join(row.label for row in unstable))}); not eligible for bold, and a change "
+            r"against it is marked $^\ddagger$ too."
+        )
+    for row in table.shown if timed else []:
+        if row.latency_mismatch:
+            notes.append(
+                rf"$^\S$ {latex_escape(row.label)}: latency measured at {latex_escape(row.latency_mismatch)}, "
+                "unlike its training runs; compared only with latencies measured the same way."
+            )
+    notes += [latex_escape(n) for n in table.footnotes if n[:1] not in ("†", UNSTABLE_MARK, MISMATCH_MARK)]
     if table.failures:
         notes.append(latex_escape("Failed runs, left out of the table: " + "; ".join(table.failures) + "."))
     return notes
@@ -182,7 +210,7 @@ def report_latex(report: Report, columns: Sequence[str] | None = None) -> str:
             by_row.append(
                 [
                     _label(row),
-                    *(_stacked(_value(m, row, by_key[m.key]), _delta(m, row) if m.delta else []) for m in metrics),
+                    *(_stacked(_value(m, row, by_key[m.key]), _below(m, row, by_key[m.key])) for m in metrics),
                 ]
             )
         titles = ["Model", *(_SHORT_TITLES.get(m.key, m.latex) for m in metrics)]

@@ -19,7 +19,7 @@ def _cell(cell: Cell) -> str:
     text = _escape(cell.text) + (f" ± {cell.std}" if cell.std else "")
     if cell.best and text:
         text = f"**{text}**"
-    return text + ("†" if cell.dagger else "")
+    return text + cell.marks
 
 
 def table_lines(table: ReportTable) -> list[str]:

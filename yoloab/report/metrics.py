@@ -60,6 +60,8 @@ class Metric:
         delta_ci: Record-key prefix of a confidence interval and significance of the Δ (see the module doc).
         error_key: Record key that explains a missing value ('error' is shown instead of '-').
         csv_extra: Row facts the report's CSV lists right after this column (`yoloab.report.csv_format.EXTRAS`).
+        unstable_above: For a timed value (median with its IQR as `Stat.std`): the IQR, as a fraction of the median,
+            above which the value is flagged unstable (never bold, its Δs flagged); None for values that are not timed.
     """
 
     key: str
@@ -77,6 +79,12 @@ class Metric:
     delta_ci: str | None = None
     error_key: str | None = None
     csv_extra: tuple[str, ...] = ()
+    unstable_above: float | None = None
+
+    @property
+    def timed(self) -> bool:
+        """Whether the value is a timing from `yoloab profile` (a median with its IQR), not a count or an mAP."""
+        return self.unstable_above is not None
 
     @property
     def header(self) -> str:
@@ -118,6 +126,11 @@ class Metric:
         return list(out.values())
 
 
+UNSTABLE_IQR = 0.10
+"""A latency whose interquartile range exceeds this fraction of its median is flagged unstable: on a busy machine the
+spread of one variant's timings can exceed the difference between two variants, so such a figure is never the best
+of its column and every Δ against it carries the flag."""
+
 METRICS: dict[str, Metric] = {
     m.key: m
     for m in (
@@ -138,7 +151,8 @@ METRICS: dict[str, Metric] = {
             2,
             profile_title="latency ms",
             profile_spread="latency_iqr_ms",
-            csv_extra=("latency_imgsz", "latency_device"),
+            csv_extra=("latency_imgsz", "latency_nc", "latency_device", "latency_threads", "latency_match"),
+            unstable_above=UNSTABLE_IQR,
         ),
         Metric("throughput_ips", "img/s", "img/s", 1, higher_is_better=True, delta=False, tables=_COMMAND),
         Metric("mem_infer_mb", "mem infer MiB", "Mem. infer (MiB)", 0, delta=False, tables=_COMMAND),
@@ -172,6 +186,7 @@ METRICS: dict[str, Metric] = {
             2,
             profile_spread="latency_iqr_ms_{runtime}",
             error_key="export_{runtime}",
+            unstable_above=UNSTABLE_IQR,
         ),
     )
 }

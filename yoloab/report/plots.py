@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..results import read_epochs
-from .table import Report, ReportTable, Row, slug
+from .metrics import UNSTABLE_IQR
+from .table import MISMATCH_MARK, UNSTABLE_MARK, Report, ReportTable, Row, slug
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,7 +205,12 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
     xs = [r.values[cost].mean for r in rows]
     ys = [r.values["map50_95"].mean for r in rows]
     errs = [r.values["map50_95"].std or 0.0 for r in rows]
-    front = pareto_front(xs, ys)
+    # an unstable timing (IQR above its limit) is marked and kept off the front: its position is noise
+    unstable = [cost in r.unstable for r in rows]
+    stable = [i for i, u in enumerate(unstable) if not u]
+    front = [stable[i] for i in pareto_front([xs[i] for i in stable], [ys[i] for i in stable])]
+    marks = [(UNSTABLE_MARK if u else "") + (MISMATCH_MARK if cost == "latency_ms" and r.latency_mismatch else "")
+             for r, u in zip(rows, unstable, strict=True)]  # fmt: skip
     colors = _colors(table)
     with rc_context(_RC):
         fig = _new_figure(SCATTER_SIZE)
@@ -218,10 +224,16 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
             [xs[i] for i in front], [ys[i] for i in front], s=150, facecolors="none", edgecolors="black", lw=1.2,
             zorder=3, label="on the front",
         )  # fmt: skip
-        for row, x, y, e in zip(rows, xs, ys, errs, strict=True):
-            ax.errorbar(x, y, yerr=e or None, fmt="o", ms=6, color=colors[row.label], capsize=3, zorder=4)
+        for row, x, y, e, u in zip(rows, xs, ys, errs, unstable, strict=True):
+            ax.errorbar(
+                x, y, yerr=e or None, fmt="o", ms=6, color=colors[row.label], capsize=3, zorder=4,
+                mfc="white" if u else colors[row.label],
+            )  # fmt: skip
         if any(errs):
             ax.plot([], [], "o", color="0.4", label="mean ± std over seeds (error bar)")
+        if any(unstable):
+            what = f"{UNSTABLE_MARK} unstable timing (IQR > {100 * UNSTABLE_IQR:.0f}% of median)"
+            ax.plot([], [], "o", color="0.4", mfc="white", label=what)
         log = cost_axis(ax, xs)
         ax.set_ylim(
             *_limits(
@@ -233,7 +245,8 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
         ax.set_xlabel(_cost_label(table, rows, cost) + (", log scale" if log else ""))
         ax.set_title(f"{table.name}: mAP50-95 vs {'GFLOPs' if cost == 'gflops_aten' else 'latency'}")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, fontsize=8, frameon=False)
-        _place_labels(ax, xs, ys, errs, [r.label for r in rows], [_darker(colors[r.label]) for r in rows], front)
+        labels = [r.label + m for r, m in zip(rows, marks, strict=True)]
+        _place_labels(ax, xs, ys, errs, labels, [_darker(colors[r.label]) for r in rows], front)
         return _png(fig)
 
 

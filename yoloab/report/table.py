@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .metrics import DATASET, PROFILE_COMMAND, Metric, Stat
+from .metrics import DATASET, PROFILE_COMMAND, STORED_PROFILE, UNSTABLE_IQR, Metric, Stat
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Delta:
         low: Lower end of a confidence interval of the change, if one is known.
         high: Upper end of that interval.
         significant: Whether the change is significant (shown as '*'), None when untested.
+        unstable: Whether the value or its baseline is an unstable timing (shown as '‡', see `UNSTABLE_MARK`).
     """
 
     abs: float
@@ -31,6 +32,7 @@ class Delta:
     low: float | None = None
     high: float | None = None
     significant: bool | None = None
+    unstable: bool = False
 
 
 @dataclass
@@ -48,6 +50,12 @@ class Row:
         runs: Finished run records (status 'ok'), or the one profile record.
         failed: Run records that did not finish.
         latency_source: The profile record the latency comes from (run tables).
+        latency_mismatch: How that profile differs from the runs ('imgsz 320, nc 80'), None when it matches
+            (same model definition, image size and classes).
+        group: Rows whose values may be compared for the best mark share it (profile tables: base model and size).
+        timing_group: The conditions of the row's timings (image size, classes, device, threads, dtype): a timed
+            value is compared (Δ, best mark) only with timings taken under the same conditions.
+        unstable: Timed metric key -> its IQR as a fraction of the median, for the values flagged unstable.
         baseline: Label of the row the deltas are taken against; None without one (or for the baseline itself).
         deltas: Metric key -> change against the baseline.
         best: Keys of the metrics in which this row is the best.
@@ -64,6 +72,10 @@ class Row:
     runs: list[dict[str, Any]]
     failed: list[dict[str, Any]] = field(default_factory=list)
     latency_source: dict[str, Any] | None = None
+    latency_mismatch: str | None = None
+    group: tuple[Any, ...] = ()
+    timing_group: tuple[Any, ...] | None = None
+    unstable: dict[str, float] = field(default_factory=dict)
     baseline: str | None = None
     deltas: dict[str, Delta] = field(default_factory=dict)
     best: set[str] = field(default_factory=set)
@@ -165,6 +177,40 @@ class Report:
 
 # ---- deltas, best marks, notes ----------------------------------------------------------------------------------
 
+UNSTABLE_MARK = "‡"
+"""Marks a timing whose IQR exceeds `Metric.unstable_above` of its median, and every Δ taken against it."""
+MISMATCH_MARK = "§"
+"""Marks a run table's latency taken from a profile whose model, image size or classes differ from the runs'."""
+TIMING_KEYS = ("imgsz", "nc", "device_name", "threads", "dtype")
+"""Profile-record keys that must match for two timings to be compared (batch-1 latency does not depend on `batch`)."""
+STABLE_HINT = (
+    "for a stable latency: profile on an otherwise idle machine with the CPU defaults (1 thread, batch 1), then "
+    "`yoloab profile ... --reprofile` to replace the stored figure"
+)
+"""What the terminal suggests when a table holds an unstable timing."""
+
+
+def stability_hint(tables: list[ReportTable]) -> str | None:
+    """One line for the terminal when a table holds an unstable timing: how many, and how to get a stable figure."""
+    n = sum(len(row.unstable) for table in tables for row in table.shown)
+    if not n:
+        return None
+    limit = f"IQR above {100 * UNSTABLE_IQR:.0f}% of the median"
+    return f"{n} unstable timing{'s' * (n > 1)} ({UNSTABLE_MARK}: {limit}); {STABLE_HINT}"
+
+
+def timing_conditions(record: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """The conditions a profile record's timings were taken under (`TIMING_KEYS`), None without a record."""
+    return tuple(record.get(k) for k in TIMING_KEYS) if record else None
+
+
+def unstable_spread(metric: Metric, stat: Stat) -> float | None:
+    """The IQR as a fraction of the median where it exceeds the metric's limit (the value is unstable), else None."""
+    if metric.unstable_above is None or stat.mean is None or stat.std is None or stat.mean <= 0:
+        return None
+    spread = stat.std / stat.mean
+    return spread if spread > metric.unstable_above else None
+
 
 def baseline_for(row: Row, rows: list[Row], override: str | None, strict: bool = False) -> Row | None:
     """The named variant, else the baseline (module None) of the same base; the one with the same settings first.
@@ -183,7 +229,12 @@ def baseline_for(row: Row, rows: list[Row], override: str | None, strict: bool =
     return (same or ([] if strict else candidates) or [None])[0]
 
 
-def _delta(metric: Metric, row: Row, value: float, ref: float) -> Delta:
+def _delta(metric: Metric, row: Row, base: Row) -> Delta | None:
+    value, ref = row.values[metric.key].mean, base.values[metric.key].mean
+    if not metric.delta or value is None or ref is None:
+        return None
+    if metric.timed and row.timing_group != base.timing_group:
+        return None  # timings under different conditions (image size, threads, device): no meaningful change
     d = value - ref
     record = row.runs[0] if metric.delta_ci and len(row.runs) == 1 else {}
     prefix = metric.delta_ci or ""
@@ -193,6 +244,7 @@ def _delta(metric: Metric, row: Row, value: float, ref: float) -> Delta:
         record.get(f"{prefix}_ci_low"),
         record.get(f"{prefix}_ci_high"),
         record.get(f"{prefix}_significant"),
+        metric.key in row.unstable or metric.key in base.unstable,
     )
 
 
@@ -209,10 +261,13 @@ def finish(table: ReportTable, override: str | None = None) -> None:
     """
     rows = table.shown
     command = table.kind == PROFILE_COMMAND
+    for row in rows:
+        row.unstable = {m.key: x for m in table.metrics if (x := unstable_spread(m, row.values[m.key])) is not None}
     used: dict[str, None] = {}
     missing: dict[str, None] = {}
     for row in rows:
-        base = baseline_for(row, rows, override, strict=command)
+        # a profile table compares only rows of the same input size: a baseline at another size is no baseline
+        base = baseline_for(row, rows, override, strict=table.kind != DATASET)
         if base is None:
             missing[row.base or "?"] = None
             continue
@@ -222,9 +277,8 @@ def finish(table: ReportTable, override: str | None = None) -> None:
             continue
         row.baseline = base.label
         for m in table.metrics:
-            value, ref = row.values[m.key].mean, base.values[m.key].mean
-            if m.delta and value is not None and ref is not None:
-                row.deltas[m.key] = _delta(m, row, value, ref)
+            if (delta := _delta(m, row, base)) is not None:
+                row.deltas[m.key] = delta
     table.footnotes = []
     for row in rows:
         if row.flops_flag:
@@ -236,6 +290,12 @@ def finish(table: ReportTable, override: str | None = None) -> None:
             status = row.error(m.error_key) if m.error_key and m.error_key.startswith("export_") else None
             if status and row.values[m.key].mean is None:
                 table.footnotes.append(f"{row.label}: {m.title}: export {status}")
+        if row.latency_mismatch:
+            table.footnotes.append(
+                f"{MISMATCH_MARK} {row.label}: latency from a profile at {row.latency_mismatch}, not the runs' "
+                "settings (no profile of the same model, image size and classes is stored); compared only with "
+                "latencies measured the same way."
+            )
         if row.resumed:
             after = ", ".join(
                 f"seed {r.get('seed')} after epoch {r.get('resumed_from_epoch') or '?'}" for r in row.resumed
@@ -244,21 +304,18 @@ def finish(table: ReportTable, override: str | None = None) -> None:
                 f"{row.label} (resumed): {len(row.resumed)} of {len(row.runs)} runs were interrupted and resumed "
                 f"({after}); a resumed run can differ from an uninterrupted one (README, Resume)."
             )
+    flagged = [(row, m) for row in rows for m in table.metrics if m.key in row.unstable]
+    if flagged:
+        limit = max(m.unstable_above or 0.0 for _, m in flagged)
+        which = ", ".join(f"{row.label} {m.title} (IQR {100 * row.unstable[m.key]:.0f}%)" for row, m in flagged)
+        table.footnotes.append(
+            f"{UNSTABLE_MARK} unstable timing, its IQR above {100 * limit:.0f}% of the median: {which}. Never marked "
+            f"best; a Δ against it carries {UNSTABLE_MARK}. The spread shows a busy machine: {STABLE_HINT}."
+        )
     if command:  # a quick look at fresh measurements: no best marks, no legend
         return
     for m in table.metrics:
-        # a flagged Ultralytics count is known to be wrong (thop misses functional convs): never call it the best
-        eligible = [
-            (row, _shown_value(m, row.values[m.key].mean))
-            for row in rows
-            if row.values[m.key].mean is not None and not (m.key == "gflops" and row.flops_flag)
-        ]
-        if len(eligible) < 2:
-            continue
-        target = (max if m.higher_is_better else min)(v for _, v in eligible)
-        for row, v in eligible:
-            if v == target:
-                row.best.add(m.key)
+        _mark_best(m, rows)
     table.legend = [_best_legend(table, rows), _delta_legend(override, used, missing)]
     if table.kind == DATASET:
         table.legend.append(
@@ -267,15 +324,49 @@ def finish(table: ReportTable, override: str | None = None) -> None:
         )
 
 
+def _mark_best(m: Metric, rows: list[Row]) -> None:
+    """Bold the best value of each group of comparable rows (same `group`, and same `timing_group` for timings)."""
+    groups: dict[tuple[Any, ...], list[tuple[Row, float]]] = {}
+    for row in rows:
+        value = row.values[m.key].mean
+        # a flagged Ultralytics count is known to be wrong (thop misses functional convs) and an unstable timing is
+        # noise: neither is ever called the best
+        if value is None or (m.key == "gflops" and row.flops_flag) or m.key in row.unstable:
+            continue
+        key = (row.group, row.timing_group) if m.timed else (row.group,)
+        groups.setdefault(key, []).append((row, _shown_value(m, value)))
+    for eligible in groups.values():
+        if len(eligible) < 2:
+            continue
+        target = (max if m.higher_is_better else min)(v for _, v in eligible)
+        for row, v in eligible:
+            if v == target:
+                row.best.add(m.key)
+
+
 def _best_legend(table: ReportTable, rows: list[Row]) -> str:
     higher = [m.title for m in table.metrics if m.higher_is_better]
     maps = table.kind == DATASET
     return (
         "Best value per column in bold: "
         + (f"highest {' and '.join(higher)} (mean over seeds); " if maps and higher else "")
-        + "lowest params, GFLOPs and latency."
+        + "lowest params, GFLOPs and latency"
+        + (" within each base model and image size" if table.kind == STORED_PROFILE else "")
+        + (", latency only among timings under the same conditions" if _several_timing_groups(table, rows) else "")
+        + "."
         + (" A flagged Ultralytics GFLOPs count (†) is not eligible." if any(r.flops_flag for r in rows) else "")
+        + (f" An unstable timing ({UNSTABLE_MARK}) is not eligible." if any(r.unstable for r in rows) else "")
     )
+
+
+def _several_timing_groups(table: ReportTable, rows: list[Row]) -> bool:
+    """Whether rows that are otherwise compared hold timings taken under different conditions."""
+    timed = [m for m in table.metrics if m.timed]
+    seen: dict[tuple[Any, ...], set[tuple[Any, ...] | None]] = {}
+    for r in rows:
+        if any(r.values[m.key].mean is not None for m in timed):
+            seen.setdefault(r.group, set()).add(r.timing_group)
+    return any(len(conditions) > 1 for conditions in seen.values())
 
 
 def _delta_legend(override: str | None, used: dict[str, None], missing: dict[str, None]) -> str:
@@ -300,14 +391,15 @@ class Cell:
         text: The value as text ('-' when unknown, '' for no delta).
         std: Spread as text, shown as '± std'.
         best: Whether to mark it as the best of its column.
-        dagger: Whether it carries the flagged-FLOP-count footnote mark.
+        marks: Footnote marks after the value: '†' a flagged FLOP count, '‡' an unstable timing (`UNSTABLE_MARK`),
+            '§' a latency from a profile with other settings (`MISMATCH_MARK`).
         delta: Whether it is the Δ of the value before it (the terminal stacks it under that value).
     """
 
     text: str
     std: str | None = None
     best: bool = False
-    dagger: bool = False
+    marks: str = ""
     delta: bool = False
 
 
@@ -324,7 +416,7 @@ def delta_text(metric: Metric, delta: Delta, command: bool = False) -> str:
         text += f" ({delta.pct:+.1f}%)"
     if delta.low is not None and delta.high is not None:
         text += f" [{_number(metric, delta.low, command, '+')}, {_number(metric, delta.high, command, '+')}]"
-    return text + ("*" if delta.significant else "")
+    return text + ("*" if delta.significant else "") + (UNSTABLE_MARK if delta.unstable else "")
 
 
 def _delta_cell(metric: Metric, row: Row, command: bool) -> Cell:
@@ -338,15 +430,18 @@ def _delta_cell(metric: Metric, row: Row, command: bool) -> Cell:
 
 def _value_cell(metric: Metric, row: Row, command: bool) -> Cell:
     stat = row.values[metric.key]
-    dagger = metric.key == "gflops" and row.flops_flag
+    marks = "†" if metric.key == "gflops" and row.flops_flag else ""
     if stat.mean is None:
         err = row.error(metric.error_key)
         if err and metric.error_key and metric.error_key.startswith("export_"):
             return Cell(err.split(":")[0])  # `failed` or `skipped`; the footnote gives the reason
         return Cell("error" if err else "-")
-    shown_std = (command or metric.spread) and stat.std is not None
+    # seeds' spread where it is asked for; a timing's IQR always, it is how much to trust the median
+    shown_std = (command or metric.spread or metric.timed) and stat.std is not None
     std = _number(metric, stat.std, command) if shown_std else None  # type: ignore[arg-type]
-    return Cell(_number(metric, stat.mean, command), std, metric.key in row.best, dagger)
+    if metric.timed:
+        marks += (UNSTABLE_MARK if metric.key in row.unstable else "") + (MISMATCH_MARK if row.latency_mismatch else "")
+    return Cell(_number(metric, stat.mean, command), std, metric.key in row.best, marks)
 
 
 def header(table: ReportTable) -> list[str]:
@@ -377,6 +472,16 @@ def cells(table: ReportTable) -> tuple[list[str], list[list[Cell]]]:
                 line.append(_delta_cell(m, row, command))
         body.append(line)
     return header(table), body
+
+
+def flagged_records(table: ReportTable) -> list[dict[str, Any]]:
+    """Copies of the rows' records with `<key>_unstable` for every timing the table shows (machine formats)."""
+    out = []
+    for row in table.rows:
+        for record in row.runs:
+            flags = {f"{m.key}_unstable": m.key in row.unstable for m in table.metrics if m.timed and record.get(m.key)}
+            out.append({**record, **flags})
+    return out
 
 
 def slug(name: str) -> str:

@@ -10,7 +10,7 @@ from .table import Cell, Report, ReportTable, cells
 
 
 def _text(cell: Cell) -> str:
-    return cell.text + (f" ± {cell.std}" if cell.std else "") + ("†" if cell.dagger else "")
+    return cell.text + (f" ± {cell.std}" if cell.std else "") + cell.marks
 
 
 def _stacked(table: ReportTable) -> Table:
