@@ -192,7 +192,8 @@ STABLE_HINT = (
 
 def stability_hint(tables: list[ReportTable]) -> str | None:
     """One line for the terminal when a table holds an unstable timing: how many, and how to get a stable figure."""
-    n = sum(len(row.unstable) for table in tables for row in table.shown)
+    # a variant's timing shown in a run table and in the profile table is one timing
+    n = len({(row.label, key) for table in tables for row in table.shown for key in row.unstable})
     if not n:
         return None
     limit = f"IQR above {100 * UNSTABLE_IQR:.0f}% of the median"
