@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..results import read_epochs
-from .metrics import UNSTABLE_IQR
+from .metrics import METRICS, UNSTABLE_IQR
 from .table import MISMATCH_MARK, UNSTABLE_MARK, Report, ReportTable, Row, slug
 
 if TYPE_CHECKING:
@@ -205,12 +205,13 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
     xs = [r.values[cost].mean for r in rows]
     ys = [r.values["map50_95"].mean for r in rows]
     errs = [r.values["map50_95"].std or 0.0 for r in rows]
-    # an unstable timing (IQR above its limit) is marked and kept off the front: its position is noise
+    # an unstable timing (IQR above its limit) and a latency profiled under other settings than the runs are marked
+    # and kept off the front: the one's position is noise, the other's is not comparable
     unstable = [cost in r.unstable for r in rows]
-    stable = [i for i, u in enumerate(unstable) if not u]
-    front = [stable[i] for i in pareto_front([xs[i] for i in stable], [ys[i] for i in stable])]
-    marks = [(UNSTABLE_MARK if u else "") + (MISMATCH_MARK if cost == "latency_ms" and r.latency_mismatch else "")
-             for r, u in zip(rows, unstable, strict=True)]  # fmt: skip
+    other = [METRICS[cost].timed and r.latency_mismatch is not None for r in rows]
+    marks = [UNSTABLE_MARK * u + MISMATCH_MARK * o for u, o in zip(unstable, other, strict=True)]
+    kept = [i for i, m in enumerate(marks) if not m]
+    front = [kept[i] for i in pareto_front([xs[i] for i in kept], [ys[i] for i in kept])]
     colors = _colors(table)
     with rc_context(_RC):
         fig = _new_figure(SCATTER_SIZE)
@@ -234,6 +235,8 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
         if any(unstable):
             what = f"{UNSTABLE_MARK} unstable timing (IQR > {100 * UNSTABLE_IQR:.0f}% of median)"
             ax.plot([], [], "o", color="0.4", mfc="white", label=what)
+        if any(other):
+            ax.plot([], [], " ", label=f"{MISMATCH_MARK} profiled with other settings than the runs")
         log = cost_axis(ax, xs)
         ax.set_ylim(
             *_limits(
