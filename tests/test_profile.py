@@ -79,8 +79,8 @@ def test_cli_json_records_adown_all(tmp_path):
     assert [r["params"] for r in records] == [3_157_200, 2_741_200]
     for key in ("variant", "base", "module", "placement", "nc", "imgsz", "params", "gflops", "gflops_aten"):
         assert all(key in r for r in records)
-    stored = list((tmp_path / "profile").glob("*.json"))
-    assert len(stored) == 1 and json.loads(stored[0].read_text()) == records
+    stored = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "profile").glob("*.json")}
+    assert stored == {r["key"]: r for r in records}  # one file per record, named by its key
 
 
 def test_cli_acceptance_yolov8s_dynamic_conv(tmp_path):
@@ -190,12 +190,8 @@ def test_params_fused_equal_ultralytics_fuse_of_a_copy(catalog_models):
     fast = profile_variants(variants, FAST)
     assert {r["variant"]: r["params_fused"] for r in fast} == expected
     assert all(r["params_fused"] < r["params"] for r in fast)
-    threads = torch.get_num_threads()
-    try:
-        settings = ProfileSettings(imgsz=64, batch=1, threads=1, warmup_s=0.0, rounds=1, round_s=0.0)
-        timed = profile_variants(variants[:2], settings)
-    finally:
-        torch.set_num_threads(threads)  # profile_variants sets the process-wide count; later tests keep theirs
+    settings = ProfileSettings(imgsz=64, batch=1, threads=1, warmup_s=0.0, rounds=1, round_s=0.0)
+    timed = profile_variants(variants[:2], settings)
     assert {r["variant"]: r["params_fused"] for r in timed} == {v.name: expected[v.name] for v in variants[:2]}
     measured = list(fast[0])[: list(fast[0]).index("params_fused") + 1]
     assert list(timed[0])[: len(measured)] == measured  # the same record layout with or without latency
@@ -336,3 +332,97 @@ def test_machine_formats_write_only_data_to_stdout(tmp_path, fmt):
     assert [r["variant"] for r in records] == ["yolov10n", "noscale"]
     v10 = records[0]
     assert float(v10["gflops_aten_fused"]) < float(v10["gflops_aten"]) and float(v10["gmacs"]) > 0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CPU defaults, the batch pass, the record key
+
+QUICK = {"imgsz": 32, "warmup_s": 0.0, "rounds": 2, "round_s": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [((None, None), (1, 1)), ((3, None), (3, 1)), ((None, 4), (1, 4)), ((2, 8), (2, 8))],
+    ids=["defaults", "threads-given", "batch-given", "both-given"],
+)
+def test_cpu_defaults_resolve_to_one_thread_and_batch_one(given, expected):
+    from yoloab.profiling import resolve_settings
+
+    threads, batch = given
+    resolved = resolve_settings(ProfileSettings(device="cpu", threads=threads, batch=batch))
+    assert (resolved.threads, resolved.batch) == expected
+
+
+def test_cpu_defaults_are_recorded_and_the_thread_count_is_put_back():
+    threads = torch.get_num_threads()
+    seen = []
+    (record,) = profile_variants(
+        [baseline(get_base_model("yolov8n"))],
+        ProfileSettings(**QUICK),
+        on_step=lambda what, _: seen.append(torch.get_num_threads()),
+    )
+    assert (record["threads"], record["batch"]) == (1, 1)
+    assert seen[-1] == 1  # the timing steps ran on one thread
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize(("batch", "steps"), [(1, 2 + 2 * 3), (2, 2 + 2 * 2 * 3)], ids=["batch1", "batch2"])
+def test_batch_one_skips_the_batch_pass(batch, steps):
+    # closed form for 2 variants and 2 rounds: a count step each, then (warm-up + 2 slots) per variant and pass
+    from yoloab.profiling import profile_steps
+
+    base = get_base_model("yolov8n")
+    variants = [baseline(base), make_variant(base, "ADown", "article")]
+    settings = ProfileSettings(batch=batch, threads=1, **QUICK)
+    names, plans = [], []
+    records = profile_variants(variants, settings, lambda what, _: names.append(what), on_plan=plans.append)
+    assert len(names) == steps == profile_steps(2, settings) and plans == [steps]
+    assert any(n.startswith("batch ") for n in names) == (batch > 1)
+    for r in records:
+        assert r["batch"] == batch and r["throughput_ips"] > 0
+        if batch == 1:  # from the latency pass itself: one image per median latency
+            assert r["throughput_ips"] == pytest.approx(1000 / r["latency_ms"])
+
+
+def _key(**changes):
+    from yoloab.profiling import profile_key
+
+    args = {
+        "yaml_sha256": "a" * 64,
+        "nc": 80,
+        "imgsz": 320,
+        "batch": 1,
+        "device_name": "cpu",
+        "threads": 1,
+        "dtype": "float32",
+        "latency": True,
+        "runtimes": ("torch", "onnxruntime"),
+        "pretrained_sha256": None,
+        "torch_version": "2",
+        "ultralytics_version": "8",
+    }
+    return profile_key(**{**args, **changes})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"imgsz": 640}, {"nc": 3}, {"threads": 2}, {"yaml_sha256": "b" * 64}, {"batch": 8}, {"latency": False}],
+    ids=["imgsz", "nc", "threads", "yaml", "batch", "latency"],
+)
+def test_profile_key_changes_with_what_changes_the_measurement(change):
+    key = _key()
+    assert len(key) == 20 and int(key, 16) >= 0
+    assert _key(**change) != key
+
+
+def test_profile_key_ignores_order_of_runtimes_and_variants():
+    assert _key(runtimes=("onnxruntime", "torch")) == _key()
+    base = get_base_model("yolov8n")
+    a, b = baseline(base), make_variant(base, "ADown", "article")
+    keys = {r["variant"]: r["key"] for r in profile_variants([a, b], ProfileSettings(imgsz=32, latency=False))}
+    again = {r["variant"]: r["key"] for r in profile_variants([b, a], ProfileSettings(imgsz=32, latency=False))}
+    assert keys == again and keys[a.name] != keys[b.name]
+    other = profile_variants([a], ProfileSettings(imgsz=64, latency=False))[0]["key"]
+    assert other != keys[a.name]
+    with_nc = profile_variants([a], ProfileSettings(imgsz=32, nc=3, latency=False))[0]
+    assert with_nc["key"] != keys[a.name] and with_nc["nc"] == 3

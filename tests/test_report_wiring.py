@@ -10,8 +10,20 @@ import pytest
 from test_significance import _improved, _store, synthetic
 
 from yoloab.report import load_report, profile_markdown, profile_table, report_csv, report_markdown
-from yoloab.results import ValStats, store_profile, store_run
+from yoloab.results import ValStats, store_run
+from yoloab.results import store_profile as _store_records
 from yoloab.significance import paired_bootstrap
+
+
+def store_profile(records: list[dict], results) -> list:
+    """Store hand-built profile records, each given the `kind`, `key` and `profiled` that `yoloab profile` sets."""
+    return _store_records(
+        [
+            {"kind": "profile", "key": f"{i:020x}", "profiled": f"2026-11-20T10:00:{i:02d}+00:00", **r}
+            for i, r in enumerate(records)
+        ],
+        results,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,4 +128,5 @@ def test_run_table_joins_the_runtime_latency_of_the_variants_profile(store):
         assert float(rows["yolov8n-ADown"]["d_latency_ms_onnxruntime"]) == -1.0
         assert rows["yolov8n-C2f"]["latency_ms_onnxruntime"] == ""  # never profiled
     finally:
-        stored.unlink()  # the module's other tests see the store without profiles
+        for path in stored:
+            path.unlink()  # the module's other tests see the store without profiles

@@ -2,7 +2,10 @@
 
 Layout of a results directory:
 
-- `profile/<utc time>-<random>.json`: one list of flat records per `yoloab profile` run.
+- `profile/<key>.json`: one flat profile record, named by its key (`yoloab.profiling.profile_key`: a hash over the
+  variant yaml content, class count, image size, batch, device, threads, dtype, runtimes and versions); measuring
+  the same thing again replaces it. Older stores hold `profile/<utc time>-<random>.json`, a list of records of one
+  `yoloab profile` run without `kind`, `key` or `profiled`; they are still read (`profiled` from the file name).
 - `runs/<key>.json`: one flat record per training run of `yoloab sweep`, named by the run key (a hash over the
   variant yaml content, the dataset, the settings and the seed), so a run can never be recorded twice.
 - `runs/<key>.npz`: the per-image validation statistics of that run (`ValStats`, compressed), from the same
@@ -12,10 +15,13 @@ Layout of a results directory:
 - `locks/<key>.lock`: held while a run trains (by the driver and its worker), so two sweeps sharing the directory
   never train the same run; `locks/<key>.worker/` is a `--devices` worker's exchange folder while it runs.
 - `damaged/`: records that could not be read (cut short, NUL-filled, not a record), moved aside and kept: the run
-  counts as not done and trains again.
+  counts as not done and trains again; a profile record is measured again.
 
 Every file appears whole or not at all (written to a temporary name, then renamed), so readers and concurrent
 writers never see a partial record.
+
+A profile record has `kind`='profile', `key`, `yaml_sha256` (the run records' hash of the same yaml), `nc`,
+`imgsz`, `batch`, `threads`, `profiled` (UTC time measured) and the measurements of `yoloab.profiling`.
 
 Keys of a run record (`RUN_KEYS`): identity (`kind`='run', `key`, `sweep`, `variant`, `base`, `module`,
 `placement`, `yaml_sha256`, `yaml`), data (`dataset`, `dataset_id`, `nc`), settings (`epochs`, `imgsz`, `batch`,
@@ -35,11 +41,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import secrets
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,16 +109,30 @@ def _write(path: Path, text: str, what: str) -> None:
         raise StorageError(f"cannot write {what} to {path}: {_why(err)}; the stored records are unchanged") from err
 
 
-def store_profile(records: list[dict[str, Any]], results_dir: str | Path) -> Path:
-    """Write the records of one profile run; returns the file.
+def profile_path(results_dir: str | Path, key: str) -> Path:
+    """Where the profile record with key `key` lives."""
+    return Path(results_dir) / "profile" / f"{key}.json"
+
+
+def store_profile(records: list[dict[str, Any]], results_dir: str | Path) -> list[Path]:
+    """Write each measured record to `profile/<key>.json`, atomically, replacing an older one with the same key.
+
+    Records marked `reused` came from the store and are left as they are there.
+
+    Returns:
+        The files written, in record order.
 
     Raises:
-        StorageError: the file cannot be written (the records are not stored).
+        StorageError: a file cannot be written (that record and the ones after it are not stored).
     """
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = Path(results_dir) / "profile" / f"{stamp}-{secrets.token_hex(4)}.json"
-    _write(path, json.dumps(records, indent=1, default=str) + "\n", "the profile records")
-    return path
+    paths = []
+    for record in records:
+        if record.get("reused"):
+            continue
+        path = profile_path(results_dir, record["key"])
+        _write(path, json.dumps(record, indent=1, default=str) + "\n", f"the profile record of {record.get('variant')}")
+        paths.append(path)
+    return paths
 
 
 def quarantine(path: Path, why: str) -> Path | None:
@@ -133,13 +153,21 @@ def quarantine(path: Path, why: str) -> Path | None:
         warnings.warn(f"damaged record {path} ({why}) ignored; it could not be moved aside: {_why(err)}",
                       YoloabWarning, stacklevel=3)  # fmt: skip
         return None
-    warnings.warn(f"damaged record {path} ({why}) moved to {target}; its run counts as not done",
+    redo = "it counts as not measured" if path.parent.name == "profile" else "its run counts as not done"
+    warnings.warn(f"damaged record {path} ({why}) moved to {target}; {redo}",
                   YoloabWarning, stacklevel=3)  # fmt: skip
     return target
 
 
-def _read_json(path: Path, expect: type) -> Any:
-    """A JSON file of the expected shape, or None after moving it aside (see `quarantine`)."""
+_SHAPES = {  # what each kind of results file must be, and how to say it is not
+    "run": (dict, lambda v: {"key", "status"} <= v.keys(), "not a run record"),
+    "profile": (dict, lambda v: v.get("kind") == "profile" and "key" in v, "not a profile record"),
+    "profile list": (list, lambda v: True, "not a list of records"),
+}
+
+
+def _read_json(path: Path, shape: str) -> Any:
+    """A JSON file of the expected shape (a key of `_SHAPES`), or None after moving it aside (see `quarantine`)."""
     try:
         value = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
@@ -147,19 +175,46 @@ def _read_json(path: Path, expect: type) -> Any:
         return None
     except FileNotFoundError:  # moved aside or replaced by another process meanwhile
         return None
-    ok = isinstance(value, expect) and (expect is not dict or {"key", "status"} <= value.keys())
-    if not ok:
-        quarantine(path, "not a run record" if expect is dict else "not a list of records")
+    expect, check, why = _SHAPES[shape]
+    if not (isinstance(value, expect) and check(value)):
+        quarantine(path, why)
         return None
     return value
 
 
+def _legacy_time(path: Path) -> str:
+    """The UTC time in an old profile file's name (`20261120T100000Z-<random>.json`), ISO 8601; '' if none."""
+    try:
+        stamp = datetime.strptime(path.name.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return ""
+    return stamp.isoformat(timespec="seconds")
+
+
+def load_profile(results_dir: str | Path, key: str) -> dict[str, Any] | None:
+    """The stored profile record with key `key`, or None (also for a damaged one, moved aside with a warning)."""
+    path = profile_path(results_dir, key)
+    return _read_json(path, "profile") if path.is_file() else None
+
+
 def load_profiles(results_dir: str | Path) -> list[dict[str, Any]]:
-    """Every stored profile record, oldest run first; a damaged file is moved aside with a warning."""
-    records: list[dict[str, Any]] = []
+    """Every stored profile record, oldest measured first; a damaged file is moved aside with a warning.
+
+    Reads both layouts: one record per `<key>.json`, and the older lists of one run per `<stamp>-<random>.json`,
+    whose records get `profiled` from the file name.
+    """
+    found: list[tuple[str, str, int, dict[str, Any]]] = []
     for path in sorted((Path(results_dir) / "profile").glob("*.json")):
-        records.extend(r for r in _read_json(path, list) or [] if isinstance(r, dict))
-    return records
+        legacy = _legacy_time(path)
+        if legacy:
+            records = [r for r in _read_json(path, "profile list") or [] if isinstance(r, dict)]
+            for r in records:
+                r.setdefault("profiled", legacy)
+        else:
+            record = _read_json(path, "profile")
+            records = [record] if record is not None else []
+        found.extend((str(r.get("profiled") or ""), path.name, i, r) for i, r in enumerate(records))
+    return [r for *_, r in sorted(found, key=lambda f: f[:3])]
 
 
 def read_epochs(path: str | Path) -> list[dict[str, float]]:
@@ -207,13 +262,13 @@ def store_run(record: dict[str, Any], results_dir: str | Path) -> Path:
 def load_run(results_dir: str | Path, key: str) -> dict[str, Any] | None:
     """The stored record of run `key`, or None (also for a damaged record, which is moved aside with a warning)."""
     path = run_path(results_dir, key)
-    return _read_json(path, dict) if path.is_file() else None
+    return _read_json(path, "run") if path.is_file() else None
 
 
 def load_runs(results_dir: str | Path) -> list[dict[str, Any]]:
     """Every stored run record, in the order the runs finished; damaged records are moved aside with a warning."""
     paths = sorted((Path(results_dir) / "runs").glob("*.json"))
-    records = [r for r in (_read_json(p, dict) for p in paths) if r is not None]
+    records = [r for r in (_read_json(p, "run") for p in paths) if r is not None]
     return sorted(records, key=lambda r: (r.get("finished") or "", r["key"]))
 
 

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, redirect_stdout
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,11 +44,28 @@ def profile(
     placement: PlacementOpt = "article",
     nc: Nc = None,
     imgsz: Annotated[int, typer.Option("--imgsz", help="Square input size, a multiple of the stride.")] = 640,
-    batch: Annotated[int, typer.Option("--batch", help="Batch size of the throughput measurement.")] = 8,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            "--batch",
+            help="Throughput batch (default: 1 on CPU, where more images only queue up behind one core; 8 on CUDA).",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     half: Annotated[bool, typer.Option("--half", help="fp16 latency (CUDA).")] = False,
     latency: Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency and memory.")] = True,
-    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="CPU threads (default: 1 on CPU: one thread times the model, not a busy machine's scheduler).",
+            show_default=False,
+        ),
+    ] = None,
+    reprofile: Annotated[
+        bool, typer.Option("--reprofile", help="Measure again variants whose stored record would be reused.")
+    ] = False,
     runtime: Annotated[
         list[str] | None,
         typer.Option(
@@ -66,9 +84,9 @@ def profile(
     """
     # imported here, not at the top: `yoloab --help` must not wait for torch and Ultralytics
     from .._ultralytics import logs_to_stderr
-    from ..profiling import ProfileSettings, profile_steps, profile_variants
+    from ..profiling import ProfileSettings, profile_steps, profile_variants, resolve_settings, reuse_note
     from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table
-    from ..results import check_writable, store_profile
+    from ..results import check_writable, load_profile, store_profile
     from ..transfer import check_pretrained, summary_line
     from ..variants import select_request
 
@@ -78,25 +96,32 @@ def profile(
     with logs_to_stderr() if machine else nullcontext(), redirect_stdout(sys.stderr) if machine else nullcontext():
         variants = select_request(model, module, placement, [str(y) for y in yamls or []])
         seed = check_pretrained(pretrained, variants) if pretrained else None
-        settings = ProfileSettings(
-            imgsz=imgsz,
-            batch=batch,
-            device=device,
-            half=half,
-            latency=latency,
-            nc=nc,
-            threads=threads,
-            runtimes=tuple(runtime or ["torch"]),
-            exports=Path(results) / "exports",
-            pretrained=seed,
+        settings = resolve_settings(
+            ProfileSettings(
+                imgsz=imgsz,
+                batch=batch,
+                device=device,
+                half=half,
+                latency=latency,
+                nc=nc,
+                threads=threads,
+                runtimes=tuple(runtime or ["torch"]),
+                exports=Path(results) / "exports",
+                pretrained=seed,
+            )
         )
         check_writable(results)
-        with _progress(len(variants), profile_steps(len(variants), settings), fmt is Format.table) as on_step:
-            records = profile_variants(variants, settings, on_step)
+        stored_record = None if reprofile else partial(load_profile, results)
+        steps = profile_steps(len(variants), settings)
+        with _progress(len(variants), steps, fmt is Format.table) as (on_step, on_plan):
+            records = profile_variants(variants, settings, on_step, stored_record, on_plan)
+        note = reuse_note(records)
+        if note:
+            typer.echo(note, err=True)
         for note in dict.fromkeys(f"{k[7:]} {v}" for k, v in records[0].items() if str(v).startswith("skipped:")):
             Console(stderr=True).print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         stored = store_profile(records, results)
-    table = profile_table(records, f"yoloab profile (imgsz {imgsz}, {records[0]['device_name']})")
+    table = profile_table(records, _title(records[0]))
     if fmt is Format.json:
         sys.stdout.write(profile_json(table))
     elif fmt is Format.csv:
@@ -111,15 +136,29 @@ def profile(
                 console.print(summary_line(record), highlight=False)
             if record.get("fuse_note"):
                 console.print(f"[dim]{record['variant']}: {record['fuse_note']}[/]")
-        console.print(f"[dim]stored {stored}[/]")
+        if stored:
+            where = stored[0] if len(stored) == 1 else f"{len(stored)} records in {stored[0].parent}"
+            console.print(f"[dim]stored {escape(str(where))}[/]")
+
+
+def _title(record: dict[str, Any]) -> str:
+    """The table's title: the settings every row shares (the key includes them), threads and batch as used."""
+    parts = [f"imgsz {record['imgsz']}", str(record["device_name"])]
+    if record.get("threads"):
+        parts.append(f"{record['threads']} thread{'s' if record['threads'] > 1 else ''}")
+    if record.get("batch"):
+        parts.append(f"batch {record['batch']}")
+    return f"yoloab profile ({', '.join(parts)})"
 
 
 @contextmanager
-def _progress(n_variants: int, steps: int, rows: bool) -> Iterator[Callable[[str, dict[str, Any] | None], None]]:
+def _progress(
+    n_variants: int, steps: int, rows: bool
+) -> Iterator[tuple[Callable[[str, dict[str, Any] | None], None], Callable[[int], None]]]:
     """A progress bar with ETA on stderr (stdout stays the output), and each variant's counts as soon as they are in.
 
     Yields:
-        The `on_step` callback for `profile_variants`.
+        The `on_step` and `on_plan` callbacks for `profile_variants`.
     """
     from rich.progress import (
         BarColumn,
@@ -151,13 +190,21 @@ def _progress(n_variants: int, steps: int, rows: bool) -> Iterator[Callable[[str
                 flops = [record.get(k) for k in ("gflops", "gflops_aten")]
                 ultra, aten = (f"{x:.2f}" if x is not None else "-" for x in flops)
                 flag = "  [yellow]flagged[/]" if record.get("flops_flag") else ""
+                stored = (
+                    f"  [dim](stored, measured {escape(str(record.get('profiled')))})[/]"
+                    if record.get("reused")
+                    else ""
+                )
                 progress.console.print(
                     f"{escape(record['variant'])}: {record['params']:,} params, {ultra} GFLOPs (Ultralytics), "
-                    f"{aten} (aten){flag}",
+                    f"{aten} (aten){flag}{stored}",
                     highlight=False,
                 )
 
-        yield on_step
+        def on_plan(total: int) -> None:
+            progress.update(task, total=total)
+
+        yield on_step, on_plan
 
 
 def register(app: typer.Typer) -> None:
