@@ -267,8 +267,8 @@ def reuse_note(records: list[dict[str, Any]]) -> str | None:
     times = sorted({str(r.get("profiled") or "?").replace("T", " ").replace("+00:00", " UTC") for r in reused})
     when = times[0] if len(times) == 1 else f"{times[0]} to {times[-1]}"
     n = len(reused)
-    plural = n > 1
-    return f"reused {n} stored record{'s' * plural} (measured {when}); --reprofile to measure {'them' if plural else 'it'} again"
+    them = "them" if n > 1 else "it"
+    return f"reused {n} stored record{'s' * (n > 1)} (measured {when}); --reprofile to measure {them} again"
 
 
 def _prepare(model: nn.Module, device: torch.device, half: bool) -> nn.Module:
