@@ -149,3 +149,20 @@ def test_no_latency_profile_reuses_only_its_own_kind(tmp_path, quick):
     settings = profiling.ProfileSettings(imgsz=32, latency=False)
     records = profiling.profile_variants(variants, settings, stored=lambda key: load_profile(results, key))
     assert [r.get("reused") for r in records] == [True, None]
+
+
+@pytest.mark.parametrize(
+    ("record", "latency", "runtimes", "expected"),
+    [
+        ({"latency_ms": 5.0}, True, ["torch"], True),
+        ({"latency_ms": None}, True, ["torch"], False),
+        ({"latency_ms": None}, False, ["torch"], True),
+        ({"latency_ms": 5.0, "latency_ms_onnxruntime": None}, True, ["torch", "onnxruntime"], False),
+        ({"latency_ms": 5.0, "latency_ms_onnxruntime": 2.0}, True, ["torch", "onnxruntime"], True),
+        ({"latency_ms": 5.0, "kind": "run"}, True, ["torch"], False),
+        ({"latency_ms": 5.0, "key": "other"}, True, ["torch"], False),
+    ],
+    ids=["timed", "no-latency-stored", "counts-only", "runtime-missing", "runtime-timed", "run-record", "other-key"],
+)
+def test_reusable_needs_the_key_and_every_asked_latency(record, latency, runtimes, expected):
+    assert profiling.reusable({"kind": "profile", "key": "k", **record}, "k", latency, runtimes) is expected

@@ -380,7 +380,7 @@ def profile_variants(
     reused: dict[str, dict[str, Any]] = {}
     for v in variants if stored is not None else []:
         record = stored(keys[v.name])
-        if reusable(record, keys[v.name], settings.latency, settings.runtimes):
+        if reusable(record, keys[v.name], settings.latency, runtimes):  # a skipped runtime has no latency here
             reused[v.name] = record
     todo = [v for v in variants if v.name not in reused]
     measured = {v.name: models[v.name] for v in todo}
