@@ -224,7 +224,7 @@ def profile_key(
         "threads": threads,
         "dtype": dtype,
         "latency": latency,
-        "runtimes": sorted(runtimes),
+        "runtimes": sorted(set(runtimes)),
         "pretrained": pretrained_sha256,
         "torch": torch_version,
         "ultralytics": ultralytics_version,
