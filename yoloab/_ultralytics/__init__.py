@@ -393,11 +393,21 @@ def logs_to_stderr() -> Iterator[None]:
     try:
         for handler, stream in streams:
             if stream is not sys.stderr and stream is not sys.__stderr__:
-                handler.setStream(sys.stderr)
+                _swap_stream(handler, sys.stderr)
         yield
     finally:
         for handler, stream in streams:
-            handler.setStream(stream)
+            _swap_stream(handler, stream)
+
+
+def _swap_stream(handler: logging.StreamHandler, stream: Any) -> None:
+    """`handler.setStream` without its flush of the old stream, which may be closed.
+
+    The stdout of import time can be a test runner's capture that has ended; `setStream` then raises 'I/O operation on
+    closed file'.
+    """
+    with handler.lock:
+        handler.stream = stream
 
 
 def fuse_drops(model: nn.Module) -> list[tuple[int, str, str]]:

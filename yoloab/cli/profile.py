@@ -85,7 +85,7 @@ def profile(
     # imported here, not at the top: `yoloab --help` must not wait for torch and Ultralytics
     from .._ultralytics import logs_to_stderr
     from ..profiling import ProfileSettings, profile_steps, profile_variants, resolve_settings, reuse_note
-    from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table
+    from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table, stability_hint
     from ..results import check_writable, load_profile, store_profile
     from ..transfer import check_pretrained, summary_line
     from ..variants import select_request
@@ -139,6 +139,9 @@ def profile(
         if stored:
             where = stored[0] if len(stored) == 1 else f"{len(stored)} records in {stored[0].parent}"
             console.print(f"[dim]stored {escape(str(where))}[/]")
+    hint = stability_hint([table])
+    if hint:  # stderr in every format: stdout may be the data a script reads
+        Console(stderr=True).print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
 
 
 def _title(record: dict[str, Any]) -> str:
