@@ -96,7 +96,7 @@ def test_markdown_flags_and_never_bolds_an_unstable_latency(busy):
     assert delta == "-1.00 (-10.0%)‡"
     assert _latency_cells(text, BASE)[0] == "**10.00 ± 0.20**"  # the lowest stable latency is the best
     assert _latency_cells(text, ADOWN) == ("11.00 ± 0.30", "+1.00 (+10.0%)")
-    assert f"‡ unstable timing, its IQR above 10% of the median: {DYN} latency (ms) (IQR 22%)" in text
+    assert f"‡ unstable timing, its IQR above 10% of the median (latency (ms): {DYN} 22%): never marked best" in text
     assert "An unstable timing (‡) is not eligible." in text
 
 

@@ -142,7 +142,7 @@ def interleaved_latency(
     runners: dict[Hashable, Callable[[], Any]],
     device: torch.device,
     settings: ProfileSettings,
-    on_step: Callable[[str], None] | None = None,
+    on_step: Callable[[Hashable], None] | None = None,
 ) -> dict[Hashable, tuple[float, float]]:
     """Time every runner in interleaved rounds after a timed warm-up; `on_step(name)` after each warm-up and slot.
 
@@ -495,7 +495,13 @@ def _measure_timing(
     steps = n_counted + (len(singles) + len(batches)) * (1 + settings.rounds)
     if on_plan is not None and steps != profile_steps(n_counted, settings, len(models)):
         on_plan(steps)
-    step = (lambda what: lambda name: on_step(f"{what} {name}", None)) if on_step else (lambda what: None)
+
+    def step(what: str) -> Callable[[Hashable], None] | None:
+        if on_step is None:
+            return None
+        # runners are keyed (variant, runtime): the bar reads `latency yolov8n-ADown-article (torch)`
+        return lambda key: on_step(f"{what} {key[0]} ({key[1]})" if isinstance(key, tuple) else f"{what} {key}", None)
+
     latency = interleaved_latency(singles, device, settings, step("latency"))
     batched = interleaved_latency(batches, device, settings, step(f"batch {settings.batch}"))
     if settings.batch == 1:

@@ -184,8 +184,8 @@ MISMATCH_MARK = "§"
 TIMING_KEYS = ("imgsz", "nc", "device_name", "threads", "dtype")
 """Profile-record keys that must match for two timings to be compared (batch-1 latency does not depend on `batch`)."""
 STABLE_HINT = (
-    "for a stable latency: profile on an otherwise idle machine with the CPU defaults (1 thread, batch 1), then "
-    "`yoloab profile ... --reprofile` to replace the stored figure"
+    "for a stable figure, profile on an otherwise idle machine with the CPU defaults (1 thread, batch 1) and add "
+    "--reprofile to replace the stored one"
 )
 """What the terminal suggests when a table holds an unstable timing."""
 
@@ -197,7 +197,7 @@ def stability_hint(tables: list[ReportTable]) -> str | None:
     if not n:
         return None
     limit = f"IQR above {100 * UNSTABLE_IQR:.0f}% of the median"
-    return f"{n} unstable timing{'s' * (n > 1)} ({UNSTABLE_MARK}: {limit}); {STABLE_HINT}"
+    return f"{n} unstable timing{'s' * (n > 1)} ({UNSTABLE_MARK}: {limit}): {STABLE_HINT}"
 
 
 def timing_conditions(record: dict[str, Any] | None) -> tuple[Any, ...] | None:
@@ -305,13 +305,17 @@ def finish(table: ReportTable, override: str | None = None) -> None:
                 f"{row.label} (resumed): {len(row.resumed)} of {len(row.runs)} runs were interrupted and resumed "
                 f"({after}); a resumed run can differ from an uninterrupted one (README, Resume)."
             )
-    flagged = [(row, m) for row in rows for m in table.metrics if m.key in row.unstable]
-    if flagged:
-        limit = max(m.unstable_above or 0.0 for _, m in flagged)
-        which = ", ".join(f"{row.label} {m.title} (IQR {100 * row.unstable[m.key]:.0f}%)" for row, m in flagged)
+    flagged = {m: [row for row in rows if m.key in row.unstable] for m in table.metrics}
+    if any(flagged.values()):
+        limit = max(m.unstable_above or 0.0 for m, r in flagged.items() if r)
+        which = "; ".join(
+            f"{m.title}: " + ", ".join(f"{row.label} {100 * row.unstable[m.key]:.0f}%" for row in r)
+            for m, r in flagged.items()
+            if r
+        )
         table.footnotes.append(
-            f"{UNSTABLE_MARK} unstable timing, its IQR above {100 * limit:.0f}% of the median: {which}. Never marked "
-            f"best; a Δ against it carries {UNSTABLE_MARK}. The spread shows a busy machine: {STABLE_HINT}."
+            f"{UNSTABLE_MARK} unstable timing, its IQR above {100 * limit:.0f}% of the median ({which}): never marked "
+            f"best, and a Δ against it carries {UNSTABLE_MARK}. A spread this wide means a busy machine; {STABLE_HINT}."
         )
     if command:  # a quick look at fresh measurements: no best marks, no legend
         return
