@@ -186,7 +186,8 @@ def test_a_profile_with_other_settings_is_marked_and_named(tmp_path, changes, na
     report = build_report(_runs(tmp_path, (BASE,)), [_timed(BASE, 10.0, 0.2, **changes)])
     text = render_report(report, "md")
     assert _latency_cells(text, BASE)[0] == "10.00 ± 0.20§"
-    assert f"§ {BASE}: latency from a profile at {named}, not the runs' settings" in text
+    assert f"§ latency from a profile at {named}, not the runs' settings: {BASE}. No profile of the same" in text
+    assert "`yoloab profile ... --imgsz 128 --nc 3` measures it" in text  # the runs' settings
     line = next(csv.DictReader(io.StringIO(render_report(report, "csv"))))
     assert line["latency_match"] == named
 
@@ -209,6 +210,16 @@ def test_latencies_under_other_conditions_get_no_delta_and_no_bold(tmp_path):
     assert _latency_cells(text, DYN) == ("8.00 ± 0.20", "-")
     assert "**" not in "".join(_latency_cells(text, v)[0] for v in (BASE, ADOWN, DYN))
     assert "latency only among timings under the same conditions" in text
+
+
+def test_rows_profiled_alike_at_another_size_share_one_note_and_are_compared(tmp_path):
+    # the README's main command: the catalog profiled at 320 px and 80 classes, the runs at 128 px on 3 classes
+    profiles = [_timed(v, ms, 0.2, imgsz=320, nc=80) for v, ms in ((BASE, 10.0), (ADOWN, 11.0), (DYN, 9.5))]
+    text = render_report(build_report(_runs(tmp_path), profiles), "md")
+    assert text.count("§ latency from a profile at") == 1
+    assert f"imgsz 320, nc 80, not the runs' settings: {BASE}, {ADOWN}, {DYN}." in text
+    assert _latency_cells(text, DYN) == ("**9.50 ± 0.20**§", "-0.50 (-5.0%)")  # the same conditions: comparable
+    assert "else the closest one (§)" in text
 
 
 # ---- the stored profile table -----------------------------------------------------------------------------------

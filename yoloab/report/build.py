@@ -17,7 +17,7 @@ from ..errors import ResultsError, did_you_mean
 from ..results import load_profiles, load_runs
 from ..significance import LEVEL, delta_intervals
 from .metrics import ALWAYS_SHOWN, DATASET, PROFILE_COMMAND, STORED_PROFILE, Metric, Stat, mean_std, metrics_for
-from .table import TIMING_KEYS, Delta, Report, ReportTable, Row, finish, timing_conditions
+from .table import MISMATCH_MARK, TIMING_KEYS, Delta, Report, ReportTable, Row, finish, timing_conditions
 
 GROUP_KEYS = ("yaml_sha256", "dataset_id", "epochs", "imgsz", "batch", "train_args", "device", "workers")
 """Run-record keys that must match for runs to be seeds of one row (besides the variant name)."""
@@ -168,9 +168,10 @@ def _latency_line(rows: list[Row]) -> str:
         label: ", ".join(f"{_SETTING_NAMES.get(k, k)} {src[k]}" for k in TIMING_KEYS if src.get(k) is not None)
         for label, src in sources.items()
     }
-    head = (
-        "Latency: median ± IQR ms at batch 1, from the latest yoloab profile record of the same model, image size "
-        "and classes as the runs"
+    head = "Latency: median ± IQR ms at batch 1, from the latest yoloab profile record of the same model, " + (
+        "image size and classes as the runs"
+        if not any(row.latency_mismatch for row in rows)
+        else f"image size and classes as the runs, else the closest one ({MISMATCH_MARK})"
     )
     if len(set(described.values())) == 1:
         return f"{head} ({next(iter(described.values()))})."

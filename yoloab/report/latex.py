@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..errors import ReportInputError, did_you_mean
 from .metrics import DATASET, METRICS, Metric
-from .table import MISMATCH_MARK, UNSTABLE_MARK, Cell, Delta, Report, ReportTable, Row, cells, slug
+from .table import MISMATCH_MARK, UNSTABLE_MARK, Cell, Delta, Report, ReportTable, Row, cells, mismatches, slug
 
 COMPACT = ("params", "gflops", "latency_ms", "map50_95")
 """Columns of the default LaTeX table (metric keys)."""
@@ -171,12 +171,12 @@ def _reader_notes(table: ReportTable, metrics: list[Metric]) -> list[str]:
             f"({latex_escape(', '.join(row.label for row in unstable))}); not eligible for bold, and a change "
             r"against it is marked $^\ddagger$ too."
         )
-    for row in table.shown if timed else []:
-        if row.latency_mismatch:
-            notes.append(
-                rf"$^\S$ {latex_escape(row.label)}: latency measured at {latex_escape(row.latency_mismatch)}, "
-                "unlike its training runs; compared only with latencies measured the same way."
-            )
+    for differs, rows in mismatches(table.shown).items() if timed else ():
+        notes.append(
+            rf"$^\S$ Latency measured at {latex_escape(differs)}, unlike the training runs "
+            f"({latex_escape(', '.join(row.label for row in rows))}); compared only with latencies measured the same "
+            "way."
+        )
     notes += [latex_escape(n) for n in table.footnotes if n[:1] not in ("†", UNSTABLE_MARK, MISMATCH_MARK)]
     if table.failures:
         notes.append(latex_escape("Failed runs, left out of the table: " + "; ".join(table.failures) + "."))

@@ -190,6 +190,15 @@ STABLE_HINT = (
 """What the terminal suggests when a table holds an unstable timing."""
 
 
+def mismatches(rows: list[Row]) -> dict[str, list[Row]]:
+    """Rows whose latency comes from a profile with other settings than their runs, by how it differs."""
+    out: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.latency_mismatch:
+            out.setdefault(row.latency_mismatch, []).append(row)
+    return out
+
+
 def stability_hint(tables: list[ReportTable]) -> str | None:
     """One line for the terminal when a table holds an unstable timing: how many, and how to get a stable figure."""
     # a variant's timing shown in a run table and in the profile table is one timing
@@ -291,12 +300,6 @@ def finish(table: ReportTable, override: str | None = None) -> None:
             status = row.error(m.error_key) if m.error_key and m.error_key.startswith("export_") else None
             if status and row.values[m.key].mean is None:
                 table.footnotes.append(f"{row.label}: {m.title}: export {status}")
-        if row.latency_mismatch:
-            table.footnotes.append(
-                f"{MISMATCH_MARK} {row.label}: latency from a profile at {row.latency_mismatch}, not the runs' "
-                "settings (no profile of the same model, image size and classes is stored); compared only with "
-                "latencies measured the same way."
-            )
         if row.resumed:
             after = ", ".join(
                 f"seed {r.get('seed')} after epoch {r.get('resumed_from_epoch') or '?'}" for r in row.resumed
@@ -305,6 +308,15 @@ def finish(table: ReportTable, override: str | None = None) -> None:
                 f"{row.label} (resumed): {len(row.resumed)} of {len(row.runs)} runs were interrupted and resumed "
                 f"({after}); a resumed run can differ from an uninterrupted one (README, Resume)."
             )
+    for differs, group in mismatches(rows).items():
+        runs = {(row.settings.get("imgsz"), row.runs[0].get("nc")) for row in group}
+        imgsz, nc = next(iter(runs))
+        how = f" (`yoloab profile ... --imgsz {imgsz} --nc {nc}` measures it)" if len(runs) == 1 and nc else ""
+        table.footnotes.append(
+            f"{MISMATCH_MARK} latency from a profile at {differs}, not the runs' settings: "
+            f"{', '.join(row.label for row in group)}. No profile of the same model, image size and classes is "
+            f"stored{how}; compared only with latencies measured the same way."
+        )
     flagged = {m: [row for row in rows if m.key in row.unstable] for m in table.metrics}
     if any(flagged.values()):
         limit = max(m.unstable_above or 0.0 for m, r in flagged.items() if r)
