@@ -205,26 +205,30 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
     xs = [r.values[cost].mean for r in rows]
     ys = [r.values["map50_95"].mean for r in rows]
     errs = [r.values["map50_95"].std or 0.0 for r in rows]
-    # an unstable timing (IQR above its limit) and a latency profiled under other settings than the runs are marked
-    # and kept off the front: the one's position is noise, the other's is not comparable
+    # an unstable timing (IQR above its limit) is marked and kept off the front, its position is noise; so is a
+    # timing taken under other conditions than most of the plot's (image size, threads, ...): it is not comparable
+    timed = METRICS[cost].timed
     unstable = [cost in r.unstable for r in rows]
-    other = [METRICS[cost].timed and r.latency_mismatch is not None for r in rows]
+    other = [timed and r.latency_mismatch is not None for r in rows]
     marks = [UNSTABLE_MARK * u + MISMATCH_MARK * o for u, o in zip(unstable, other, strict=True)]
-    kept = [i for i, m in enumerate(marks) if not m]
+    groups = [r.timing_group for r in rows]
+    main = max(groups, key=groups.count)
+    kept = [i for i, u in enumerate(unstable) if not u and (not timed or groups[i] == main)]
     front = [kept[i] for i in pareto_front([xs[i] for i in kept], [ys[i] for i in kept])]
     colors = _colors(table)
     with rc_context(_RC):
         fig = _new_figure(SCATTER_SIZE)
         fig.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.2)
         ax = fig.add_subplot()
-        ax.plot(
-            [xs[i] for i in front], [ys[i] for i in front], color="0.35", ls="--", lw=1, zorder=1,
-            label="Pareto front (no other variant has lower cost and higher mAP)",
-        )  # fmt: skip
-        ax.scatter(
-            [xs[i] for i in front], [ys[i] for i in front], s=150, facecolors="none", edgecolors="black", lw=1.2,
-            zorder=3, label="on the front",
-        )  # fmt: skip
+        if front:
+            ax.plot(
+                [xs[i] for i in front], [ys[i] for i in front], color="0.35", ls="--", lw=1, zorder=1,
+                label="Pareto front (no other variant has lower cost and higher mAP)",
+            )  # fmt: skip
+            ax.scatter(
+                [xs[i] for i in front], [ys[i] for i in front], s=150, facecolors="none", edgecolors="black",
+                lw=1.2, zorder=3, label="on the front",
+            )  # fmt: skip
         for row, x, y, e, u in zip(rows, xs, ys, errs, unstable, strict=True):
             ax.errorbar(
                 x, y, yerr=e or None, fmt="o", ms=6, color=colors[row.label], capsize=3, zorder=4,
