@@ -158,7 +158,7 @@ def test_profile_records_transfer_counts(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     assert "yolov8n-ADown-all: " in result.output and "fresh rows 1, 3, 5, 7, 16, 19" in result.output
     stored = [json.loads(p.read_text()) for p in (tmp_path / "r" / "profile").glob("*.json")]
-    records = {r["variant"]: r for r in stored[0]}
+    records = {r["variant"]: r for r in stored}  # one record per file (`profile/<key>.json`)
     base = records["yolov8n"]
     assert base["transferred_tensors"] == base["total_tensors"] == len(source)
     assert base["transferred_params"] == base["params"] and base["fresh_rows"] == []
