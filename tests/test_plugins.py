@@ -76,6 +76,14 @@ def test_plugin_that_fails_to_import_is_one_line(tmp_path):
     assert "broken.py" in result.stderr and "boom in plugin" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_ctrl_c_while_a_plugin_imports_stops_instead_of_blaming_the_plugin(tmp_path):
+    slow = tmp_path / "slow.py"
+    slow.write_text("raise KeyboardInterrupt  # Ctrl-C pressed while this file imports\n")
+    with pytest.raises(KeyboardInterrupt):
+        load_plugin(slow)
+    assert not any("slow" in name for name in sys.modules)
+
+
 def test_missing_plugin_file(tmp_path):
     result = CliRunner().invoke(app, ["list", "--plugin", str(tmp_path / "nope.py")])
     assert result.exit_code == 4 and "plugin file not found" in result.stderr

@@ -56,6 +56,9 @@ def load_plugin(path: str | Path) -> ModuleType:
     except YoloabError as err:
         sys.modules.pop(name, None)
         raise PluginError(f"plugin {path} failed to import: {err}") from err
+    except KeyboardInterrupt:  # Ctrl-C while it imports: the user stopping, not a broken plugin
+        sys.modules.pop(name, None)
+        raise
     except BaseException as err:  # a plugin may raise anything, SystemExit included; report it as one line
         sys.modules.pop(name, None)
         raise PluginError(f"plugin {path} failed to import: {type(err).__name__}: {err}") from err
