@@ -360,9 +360,10 @@ def profile_variants(
         "yoloab": __version__,
     }
     batch = settings.batch if settings.latency else None
+    hashes = {v.name: model_hash(v) for v in variants}
     keys = {
         v.name: profile_key(
-            yaml_sha256=model_hash(v),
+            yaml_sha256=hashes[v.name],
             nc=models[v.name].yaml.get("nc"),
             imgsz=settings.imgsz,
             batch=batch,
@@ -417,7 +418,7 @@ def profile_variants(
             "base": v.base,
             "module": v.module,
             "placement": v.placement,
-            "yaml_sha256": model_hash(v),
+            "yaml_sha256": hashes[v.name],
             "nc": model.yaml.get("nc"),
             "imgsz": settings.imgsz,
             "params": count_params(model),

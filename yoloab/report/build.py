@@ -75,25 +75,43 @@ def latency_source(run: dict[str, Any], profiles: list[dict[str, Any]]) -> tuple
         run: One of the row's run records.
         profiles: Profile records, oldest first.
     """
-    timed = [p for p in profiles if any(k.startswith("latency_ms") and v is not None for k, v in p.items())]
-    same_model = [p for p in timed if p.get("yaml_sha256") and p.get("yaml_sha256") == run.get("yaml_sha256")]
-    named = [p for p in timed if str(p.get("variant")) == str(run.get("variant"))]
-    candidates = same_model + [p for p in named if p not in same_model]
+    candidates = [
+        (len(_mismatch(run, p)), -i, p)  # fewest differences first, then the latest
+        for i, p in enumerate(profiles)
+        if any(k.startswith("latency_ms") and v is not None for k, v in p.items())
+        and (
+            (p.get("yaml_sha256") and p.get("yaml_sha256") == run.get("yaml_sha256"))
+            or str(p.get("variant")) == str(run.get("variant"))
+        )
+    ]
     if not candidates:
         return None, None
-    order = {id(p): i for i, p in enumerate(profiles)}
-    best = min(candidates, key=lambda p: (len(_mismatch(run, p)), -order[id(p)]))
+    best = min(candidates, key=lambda c: c[:2])[2]
     differs = _mismatch(run, best)
     return best, ", ".join(differs) if differs else None
 
 
-def _run_row(
-    variant: str, label: str, records: list[dict[str, Any]], profiles: list[dict[str, Any]], metrics: list[Metric]
-) -> Row:
-    records = sorted(records, key=lambda r: (_natural(str(r.get("seed"))), r.get("finished") or "", r.get("key") or ""))
+def _by_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A row's runs in seed order; its first finished run is the one that speaks for the row."""
+    return sorted(records, key=lambda r: (_natural(str(r.get("seed"))), r.get("finished") or "", r.get("key") or ""))
+
+
+def _first(records: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in records if r.get("status") == "ok"]
-    first = ok[0] if ok else records[0]
-    latency, mismatch = latency_source(first, profiles)
+    return ok[0] if ok else records[0]
+
+
+def _run_row(
+    variant: str,
+    label: str,
+    records: list[dict[str, Any]],
+    source: tuple[dict[str, Any] | None, str | None],
+    metrics: list[Metric],
+) -> Row:
+    records = _by_seed(records)
+    ok = [r for r in records if r.get("status") == "ok"]
+    first = _first(records)
+    latency, mismatch = source
     values = {}
     for m in metrics:
         if any(m.key in r for r in records):
@@ -183,10 +201,10 @@ def _run_table(name: str, records: list[dict[str, Any]], profiles: list[dict[str
     for r in records:
         groups.setdefault((str(r.get("variant")), *(_freeze(r.get(k)) for k in GROUP_KEYS)), []).append(r)
     labels = _labels(groups)
-    rows = [_run_row(key[0], labels[key], recs, profiles, []) for key, recs in groups.items()]
-    metrics = metrics_for(DATASET, [*records, *(row.latency_source for row in rows if row.latency_source)])
+    sources = {key: latency_source(_first(_by_seed(recs)), profiles) for key, recs in groups.items()}
+    metrics = metrics_for(DATASET, [*records, *(p for p, _ in sources.values() if p)])
     rows = sorted(
-        (_run_row(key[0], labels[key], recs, profiles, metrics) for key, recs in groups.items()), key=_row_order
+        (_run_row(key[0], labels[key], recs, sources[key], metrics) for key, recs in groups.items()), key=_row_order
     )
     table = ReportTable(DATASET, name, f"Dataset {name}", metrics, rows)
     ok_runs = [r for row in rows for r in row.runs] or records
