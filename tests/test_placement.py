@@ -15,7 +15,8 @@ import pytest
 
 from yoloab.errors import PlacementError
 from yoloab.models import get_base_model
-from yoloab.placement import candidates, label, resolve, row_strides
+from yoloab.placement import label, resolve, row_strides
+from yoloab.roles.downsample import candidates
 from yoloab.registry import MODULES
 from yoloab.variants import make_variant
 
@@ -200,5 +201,5 @@ def test_explicit_rows_are_sorted_and_deduplicated(text, rows):
 
 @pytest.mark.parametrize("text", ["nope", "1,x", "-1", ""], ids=["word", "non-integer", "negative", "empty"])
 def test_malformed_placements_are_rejected(text):
-    with pytest.raises(PlacementError, match="expected one of article, all, backbone, head or row indices"):
+    with pytest.raises(PlacementError, match="expected one of article, all, backbone, head, .* or row indices"):
         resolve(get_base_model("yolov8n").config(), text, MODULES.get("ADown"), "yolov8n")

@@ -43,6 +43,10 @@ class UnknownModuleError(YoloabError):
     """A module name that is neither registered with yoloab nor known to Ultralytics."""
 
 
+class UnknownRoleError(YoloabError):
+    """A module registered with a role, channel rule or host that yoloab does not know."""
+
+
 class DuplicateModuleError(YoloabError):
     """A module name registered twice from two different places."""
 

@@ -109,6 +109,15 @@ def get_base_model(name: str) -> BaseModel:
     )
 
 
+def scale_gains(d: dict[str, Any]) -> list[Any]:
+    """[depth, width, max_channels] of a model dict, as parse_model reads them (the first scale when none is set)."""
+    scales = d.get("scales")
+    if scales:
+        scale = d.get("scale") if d.get("scale") in scales else next(iter(scales))
+        return list(scales[scale])
+    return [d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0), None]
+
+
 def load_model_yaml(path: str | Path) -> dict[str, Any]:
     """Read a model yaml file given by path.
 

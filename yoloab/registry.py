@@ -1,7 +1,7 @@
 """The module registry: one entry per plug-in module, with its metadata as data.
 
 Modules register once with the `register_module` decorator (timm/mmengine style). The entry carries what the rest
-of yoloab needs to know about a module: its role (a downsampling swap or a whole backbone), how its constructor
+of yoloab needs to know about a module: its role (see `yoloab.roles`), how its constructor
 takes channels, the paper it comes from and the placement its source article used. Registering makes the name
 usable in Ultralytics yaml rows once `yoloab` is imported (see `yoloab._ultralytics`).
 """
@@ -15,28 +15,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .errors import DuplicateModuleError, UnknownModuleError, did_you_mean
+from .errors import DuplicateModuleError, UnknownModuleError, UnknownRoleError, did_you_mean
+from .roles import ROLES
 
 if TYPE_CHECKING:
     from torch import nn
 
-Role = Literal["downsample", "backbone"]
-ChannelRule = Literal["conv", "input"]
-Scope = Literal["backbone", "head", "all"]
+Role = Literal["downsample", "block", "attention", "upsample", "sppf", "backbone"]
+ChannelRule = Literal["conv", "input", "same"]
+Scope = Literal["backbone", "head", "all", "sppf", "neck-outputs"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 CHANNEL_RULES: dict[str, str] = {
     "conv": "(c1, c2, *args): yaml args[0] is c2, width-scaled like Ultralytics' Conv; c1 comes from the input",
     "input": "(c1, *args): c1 comes from the input, nothing is width-scaled; the module fixes its own outputs",
+    "same": "(c1, *args): c1 comes from the input and the output has c1 channels (attention, upsampling)",
 }
+BLOCK_HOSTS = ("C2f", "C3k2", "C3")  # hosts of every block module; C2PSA only where the module says it fits
 
 
 @dataclass(frozen=True)
 class Placement:
-    """A rule selecting downsampling-conv rows: a scope and, optionally, the output strides to keep.
+    """A rule selecting a role's candidate rows: a scope and, optionally, the output strides to keep.
 
     Attributes:
-        scope: `backbone`, `head` or `all`; the stem (row 0) is never a candidate.
+        scope: `backbone`, `head` or `all`; for attention also `sppf` (after the SPPF row) and `neck-outputs` (after
+            each map Detect reads). The stem (row 0) is never a candidate.
         strides: output strides of the rows to keep (4 = P2, 8 = P3, ...); empty keeps every stride.
     """
 
@@ -55,8 +59,8 @@ class ModuleEntry:
     Attributes:
         name: the name used in yaml rows and on the command line.
         cls: the nn.Module class.
-        role: `downsample` (replaces a stride-2 Conv row) or `backbone` (replaces the base model's backbone).
-        channels: how the constructor takes channels, a key of `CHANNEL_RULES`.
+        role: a key of `yoloab.roles.ROLES` (`downsample`, `block`, `attention`, `upsample`, `sppf`, `backbone`).
+        channels: how the constructor takes channels, a key of `CHANNEL_RULES` (the role's rule).
         paper: citation of the source paper.
         article: the placement used by the source article (`None` for backbones); a tuple of placements selects
             the rows any of them selects (YOLOv10's SCDown: backbone P4/P5 and head P5).
@@ -66,6 +70,7 @@ class ModuleEntry:
             the size (RevCol: `{"rev": (True,)}`, so `RevCol-tiny-rev` builds `RevCol(c1, "tiny", True)`).
         recorded: attributes of the built module that every measurement records (RevCol: `save_memory`), so that a
             choice made by name or by a yaml argument shows in the results.
+        hosts: for a block module, the rows whose inner blocks it can replace (`C2f`, `C3k2`, `C3`, `C2PSA`).
         origin: `file:line` where the module was registered.
         builtin: whether yoloab ships it (plugins are not builtin).
     """
@@ -80,6 +85,7 @@ class ModuleEntry:
     conv_args: int = 3
     options: dict[str, tuple] = field(default_factory=dict, compare=False)
     recorded: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
     origin: str = ""
     builtin: bool = False
     extra: dict = field(default_factory=dict, compare=False)
@@ -143,34 +149,51 @@ class Registry:
         *,
         name: str | None = None,
         role: Role = "downsample",
-        channels: ChannelRule = "conv",
+        channels: ChannelRule | None = None,
         paper: str = "",
         article: Placement | tuple[Placement, ...] | None = None,
         sizes: tuple[str, ...] = (),
         conv_args: int = 3,
         options: dict[str, tuple] | None = None,
         recorded: tuple[str, ...] = (),
+        hosts: tuple[str, ...] | None = None,
     ) -> Callable[[type[nn.Module]], type[nn.Module]] | type[nn.Module]:
         """Register a module class; usable as `@register(...)` or `register(Cls, ...)`.
 
         Args:
             cls: the class, when called directly rather than as a decorator.
             name: registry name (default: the class name).
-            role: `downsample` or `backbone`.
-            channels: constructor channel rule, a key of `CHANNEL_RULES`.
+            role: a key of `yoloab.roles.ROLES`.
+            channels: constructor channel rule, a key of `CHANNEL_RULES`; default and only accepted value: the role's.
             paper: citation of the source paper.
             article: placement used by the source article.
             sizes: named configurations of a backbone, default first.
             conv_args: how many of a replaced Conv row's args `[c2, k, s]` the module's row keeps.
             options: name suffixes of a backbone, each with the yaml args it appends after the size.
             recorded: attributes of the built module to record with every measurement.
+            hosts: for a block module, the host rows it fits (default `BLOCK_HOSTS`; add `C2PSA` for PSABlock).
 
         Returns:
             The class unchanged (decorator use) or the decorator.
 
         Raises:
             DuplicateModuleError: the name is already registered from another place.
+            UnknownRoleError: the role is not one of `ROLES`, or the channel rule is not the role's.
         """
+        spec = ROLES.get(role)
+        if spec is None:
+            raise UnknownRoleError(
+                f"unknown role {role!r}{did_you_mean(str(role), ROLES)}; expected one of {', '.join(ROLES)}"
+            )
+        if channels is not None and channels != spec.channels:
+            raise UnknownRoleError(
+                f"role {role!r} takes channel rule {spec.channels!r} ({CHANNEL_RULES[spec.channels]}), not {channels!r}"
+            )
+        if hosts is not None and role != "block":
+            raise UnknownRoleError(f"hosts= is for block modules; role {role!r} has no host rows")
+        bad_hosts = sorted(set(hosts or ()) - {*BLOCK_HOSTS, "C2PSA"})
+        if bad_hosts:
+            raise UnknownRoleError(f"unknown block host(s) {bad_hosts}; expected some of {[*BLOCK_HOSTS, 'C2PSA']}")
         caller = sys._getframe(1)
         where = Path(caller.f_code.co_filename).resolve()
         origin = f"{where}:{caller.f_lineno}"
@@ -180,20 +203,19 @@ class Registry:
 
             if not (isinstance(klass, type) and issubclass(klass, nn.Module)):
                 raise TypeError(f"register_module expects an nn.Module subclass, got {klass!r}")
-            if channels not in CHANNEL_RULES:
-                raise ValueError(f"unknown channel rule {channels!r}; expected one of {sorted(CHANNEL_RULES)}")
             key = name or klass.__name__
             entry = ModuleEntry(
                 name=key,
                 cls=klass,
                 role=role,
-                channels=channels,
+                channels=spec.channels,
                 paper=paper,
                 article=article,
                 sizes=tuple(sizes),
                 conv_args=conv_args,
                 options=dict(options or {}),
                 recorded=tuple(recorded),
+                hosts=tuple(hosts) if hosts is not None else (BLOCK_HOSTS if role == "block" else ()),
                 origin=origin,
                 builtin=where.is_relative_to(_PACKAGE_DIR),
             )

@@ -3,7 +3,9 @@
 A tensor of the checkpoint is carried into a variant when the variant has a tensor of the same name and shape, the
 rule of Ultralytics' own `intersect_dicts` transfer (a swapped row has other names or shapes, so it starts fresh).
 For a backbone swap (RevCol) the rows after the backbone move to new indices; the checkpoint's names are moved with
-them first (`Variant.row_map`), so the SPPF and the whole head are carried over too.
+them first (`Variant.row_map`), so the SPPF and the whole head are carried over too. An attention variant's row map
+covers every base row, so every tensor of the base model is carried into it. A block variant keeps each host's
+cv1/cv2 and takes nothing from the base's inner blocks (`model.<row>.m.*`), which it replaced.
 
 Counts follow Ultralytics' "Transferred N/M items" line: `transferred_tensors` / `total_tensors` count state_dict
 entries (parameters and BatchNorm buffers); `transferred_params` / `params` count learnable parameters. A row is
@@ -26,7 +28,7 @@ from torch import nn
 
 from ._ultralytics import intersect_dicts, read_checkpoint
 from .errors import PretrainedError
-from .models import get_base_model
+from .models import get_base_model, scale_gains
 from .variants import Variant, build
 
 __all__ = [
@@ -122,13 +124,7 @@ def _sha256(path: Path) -> str:
 
 def _architecture(d: dict[str, Any]) -> str:
     """Rows and effective depth/width/max-channels of a model dict, as parse_model would read them (nc left out)."""
-    scales = d.get("scales")
-    if scales:
-        scale = d.get("scale") if d.get("scale") in scales else next(iter(scales))
-        gains = list(scales[scale])
-    else:
-        gains = [d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0), None]
-    return json.dumps([d.get("backbone"), d.get("head"), gains], sort_keys=True, default=str)
+    return json.dumps([d.get("backbone"), d.get("head"), scale_gains(d)], sort_keys=True, default=str)
 
 
 def _load(path: Path) -> nn.Module:
@@ -206,10 +202,12 @@ def transfer_into(model: nn.Module, source: nn.Module, variant: Variant, source_
         The counts and the fresh and partial rows.
     """
     rows = variant.row_map
+    # a block variant's inner blocks are new modules, even where their tensor names and shapes match a Bottleneck's
+    inner = tuple(f"model.{r}.m." for r in variant.rows) if variant.role == "block" else ()
     moved = {}
     for key, value in source.float().state_dict().items():
         prefix, row, rest = (key.split(".", 2) + ["", ""])[:3]
-        if prefix != "model" or not row.isdigit():
+        if prefix != "model" or not row.isdigit() or key.startswith(inner):
             continue
         if rows is None:
             moved[key] = value

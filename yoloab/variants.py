@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,12 +25,10 @@ from torch import nn
 
 from . import __version__
 from ._ultralytics import ultralytics_version, validate_rows
-from .errors import ModelConfigError, VariantNameError, YoloabError
+from .errors import ModelConfigError, PlacementError, VariantNameError, YoloabError
 from .models import BaseModel, base_models, get_base_model, load_model_yaml
 from .placement import label, resolve, row_strides
-from .registry import MODULES, ModuleEntry, split_name
-
-TAIL_MODULES = {"SPPF", "SPP", "SPPELAN", "C2PSA", "PSA", "C2fPSA"}  # kept after a backbone swap
+from .registry import MODULES, ModuleEntry
 
 
 @dataclass
@@ -42,10 +42,13 @@ class Variant:
         module: the swapped-in module name, None for a baseline.
         placement: the placement as given, None for a baseline.
         rows: indices of the rows changed from the base; for a backbone swap, the new backbone's own rows (the
-            module and its output taps), which replace every base backbone row before the kept tail (SPPF, ...).
+            module and its output taps), which replace every base backbone row before the kept tail (SPPF, ...);
+            for an attention variant, the inserted rows.
         command: the yoloab command that regenerates this variant ('' for user files).
         path: the yaml file it came from, if any.
-        row_map: base-model row -> variant row, where a backbone swap moved rows (None: rows kept their index).
+        row_map: base-model row -> the variant row holding the same module, where rows moved (a backbone swap: the
+            kept rows only; an attention variant: every base row). None: every row kept its index.
+        after: for an attention variant, the base rows each inserted row follows.
     """
 
     name: str
@@ -57,6 +60,17 @@ class Variant:
     command: str = ""
     path: Path | None = None
     row_map: dict[int, int] | None = None
+    after: list[int] | None = None
+
+    @property
+    def role(self) -> str | None:
+        """The role of the variant's module (None for a baseline, a user yaml or a module not registered here)."""
+        if self.module is None:
+            return None
+        try:
+            return MODULES.get(self.module).role
+        except YoloabError:  # a module recorded in a yaml header but not registered in this process
+            return None
 
     @property
     def is_baseline(self) -> bool:
@@ -66,12 +80,8 @@ class Variant:
     @property
     def is_backbone_swap(self) -> bool:
         """Whether a backbone module replaced the base backbone (rather than modules swapped into single rows)."""
-        if self.module is None or self.placement != "backbone":
-            return False  # `backbone` is also a placement of downsampling modules: the module's role decides
-        try:
-            return MODULES.get(self.module).role == "backbone"
-        except YoloabError:  # a module recorded in a yaml header but not registered in this process
-            return False
+        # `backbone` is also a placement of the row roles: the module's role decides
+        return self.placement == "backbone" and self.role == "backbone"
 
 
 def baseline(base: BaseModel) -> Variant:
@@ -80,95 +90,50 @@ def baseline(base: BaseModel) -> Variant:
 
 
 def make_variant(base: BaseModel, module: str, placement: str = "article") -> Variant:
-    """Swap a registered module into a base model.
+    """Put a registered module into a base model, the way its role says (`yoloab.roles`).
 
     Args:
         base: the base model.
         module: a registered module name; backbones accept a size suffix (`RevCol-small`) and then one of their
             options (`RevCol-tiny-rev`).
-        placement: for downsampling modules, `article`, `all`, `backbone`, `head` or row indices.
+        placement: `article`, `all`, `backbone`, `head`, `<section>:P3,P4`, row indices, and for attention also
+            `sppf` and `neck-outputs`.
 
     Returns:
         The variant.
 
     Raises:
         UnknownModuleError: the module is not registered.
-        PlacementError: the placement is invalid or selects no row.
+        PlacementError: the placement is invalid, does not apply to the role, or selects no row.
         ModelConfigError: a backbone swap cannot be fitted to this base model.
     """
+    from .roles import ROLES
+
     entry = MODULES.get(module)
-    if entry.role == "backbone":
-        _, size, option = split_name(module)
-        return _backbone_variant(base, entry, size or entry.default_size or "", option)
+    return ROLES[entry.role].rewriter().rewrite(base, entry, module, placement)
+
+
+def row_swap_variant(
+    base: BaseModel, entry: ModuleEntry, placement: str, change: Callable[[list[Any]], list[Any]]
+) -> Variant:
+    """A variant whose selected rows are each replaced by `change(row)`; no row moves.
+
+    Raises:
+        PlacementError: the placement is invalid or selects no row.
+    """
     d = base.config()
     rows = resolve(d, placement, entry, base.name)
     every = d["backbone"] + d["head"]
     for r in rows:
-        every[r][2] = entry.name
-        every[r][3] = every[r][3][: entry.conv_args]
-    tag = label(placement)
+        every[r][:] = change(every[r])  # in place: `every` holds the same row lists as `d`
     return Variant(
-        f"{base.name}-{entry.name}-{tag}",
+        f"{base.name}-{entry.name}-{label(placement)}",
         base.name,
         d,
         entry.name,
         placement,
         rows,
         f"yoloab variants --model {base.name} --module {entry.name} --placement {placement}",
-    )
-
-
-def _backbone_variant(base: BaseModel, entry: ModuleEntry, size: str, option: str | None = None) -> Variant:
-    d = base.config()
-    old_backbone, head = d["backbone"], d["head"]
-    nb_old = len(old_backbone)
-    strides = row_strides(d)
-    tail_start = next((i for i, row in enumerate(old_backbone) if row[2] in TAIL_MODULES), nb_old)
-    channels, out_strides = entry.backbone_outputs(size)
-    args = ([size] if size else []) + list(entry.options[option] if option else ())
-    new_backbone: list[list[Any]] = [[-1, 1, entry.name, args]]
-    remap: dict[int, int] = {}
-    for s in (8, 16, 32):
-        if s not in out_strides:
-            raise ModelConfigError(f"{entry.name}-{size} has no stride-{s} output; its strides are {out_strides}")
-        level_rows = [i for i in range(tail_start) if strides[i] == s]
-        if level_rows:
-            remap[level_rows[-1]] = len(new_backbone)
-        k = out_strides.index(s)
-        new_backbone.append([0, 1, "Index", [channels[k], k]])
-    for i in range(tail_start, nb_old):
-        remap[i] = len(new_backbone)
-        new_backbone.append(deepcopy(old_backbone[i]))
-    nb_new = len(new_backbone)
-
-    def move(f: Any, at: int) -> Any:
-        if isinstance(f, list):
-            return [move(x, at) for x in f]
-        if f < 0:
-            return f
-        if f >= nb_old:
-            return f - nb_old + nb_new
-        if f not in remap:
-            raise ModelConfigError(
-                f"{base.name}: head row {at} reads backbone row {f}, which a {entry.name} backbone does not provide"
-            )
-        return remap[f]
-
-    d["backbone"] = new_backbone
-    d["head"] = [[move(row[0], nb_old + j), *row[1:]] for j, row in enumerate(head)]
-    name = "-".join(x for x in (entry.name, size, option) if x)
-    # rows whose weights a base checkpoint can seed: the kept tail (SPPF, C2PSA) and the head, at their new indices
-    kept = {old: new for old, new in remap.items() if old >= tail_start}
-    kept |= {nb_old + j: nb_new + j for j in range(len(head))}
-    return Variant(
-        f"{base.name}-{name}",
-        base.name,
-        d,
-        name,
-        "backbone",
-        list(range(nb_new - (nb_old - tail_start))),
-        f"yoloab variants --model {base.name} --module {name}",
-        row_map=kept,
     )
 
 
@@ -190,8 +155,13 @@ def safe_name(name: Any, where: str) -> str:
     return _UNSAFE.sub("_", text)
 
 
-def from_yaml(path: str | Path) -> Variant:
+def from_yaml(path: str | Path, base: str | None = None) -> Variant:
     """A variant read from a yaml file (a generated one or a user's own); its name is made a safe file name.
+
+    A file without a yoloab header gets its base model from `base` (`--model`), else from its rows: the base model
+    whose rows and scale it repeats, once inserted attention rows are set aside, else the base model its file name
+    starts with (`yolov8n-cbam.yaml`). Its Δ is then taken against that base model, and its row map lets
+    `--pretrained` seed it.
 
     Raises:
         VariantNameError: the yoloab header names the variant with a path separator or `..`.
@@ -199,6 +169,8 @@ def from_yaml(path: str | Path) -> Variant:
     path = Path(path)
     d = load_model_yaml(path)
     meta = d.get("yoloab") if isinstance(d.get("yoloab"), dict) else {}
+    if not meta:
+        return _user_variant(path, d, base)
     return Variant(
         safe_name(meta.get("name", path.stem), str(path)),
         meta.get("base", path.stem),
@@ -209,6 +181,103 @@ def from_yaml(path: str | Path) -> Variant:
         meta.get("command", ""),
         path,
         {int(old): int(new) for old, new in meta["row_map"]} if meta.get("row_map") else None,
+        [int(r) for r in meta["after"]] if meta.get("after") is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How a model dict relates to a base model's: rows inserted after base rows, rows changed in place.
+
+    Attributes:
+        row_map: base row -> the row of the dict holding the same row.
+        inserted: rows of the dict that the base does not have (attention rows).
+        after: for each inserted row, the base row it follows.
+        changed: rows of the dict whose module or arguments differ from the base row they stand for.
+    """
+
+    row_map: dict[int, int]
+    inserted: list[int]
+    after: list[int]
+    changed: list[int]
+
+
+def _is_inserted(row: list) -> bool:
+    """A row that reads the row before it and holds a registered attention module."""
+    name = row[2]
+    return row[0] == -1 and isinstance(name, str) and name in MODULES and MODULES.get(name).role == "attention"
+
+
+def align(d: dict, base_d: dict) -> Alignment | None:
+    """Align a model dict with a base model's, or None when their rows or scales do not correspond.
+
+    The dict corresponds when, with its attention rows set aside, it has the base's rows with the same inputs (each
+    input read through the inserted rows to the base row behind it) at the same scale; rows may differ in module and
+    arguments (swaps).
+    """
+    from .models import scale_gains
+
+    if scale_gains(d) != scale_gains(base_d):
+        return None
+    rows, base_rows = d["backbone"] + d["head"], base_d["backbone"] + base_d["head"]
+    inserted = [i for i, r in enumerate(rows) if i > 0 and _is_inserted(r)]
+    kept = [i for i in range(len(rows)) if i not in set(inserted)]
+    if len(kept) != len(base_rows):
+        return None
+    base_of: dict[int, int] = {}
+    for i in range(len(rows)):
+        base_of[i] = base_of[i - 1] if i in inserted else kept.index(i)
+
+    def source(f: Any, at: int, lookup: dict[int, int] | None) -> Any:
+        if isinstance(f, list):
+            return [source(x, at, lookup) for x in f]
+        if not isinstance(f, int):
+            return f
+        src = f if f >= 0 else at + f
+        return lookup.get(src, src) if lookup is not None else src
+
+    for j, i in enumerate(kept):
+        if source(rows[i][0], i, base_of) != source(base_rows[j][0], j, None):
+            return None
+    changed = [i for j, i in enumerate(kept) if list(rows[i][1:]) != list(base_rows[j][1:])]
+    return Alignment({j: i for j, i in enumerate(kept)}, inserted, [base_of[i] for i in inserted], changed)
+
+
+def _user_variant(path: Path, d: dict, base: str | None) -> Variant:
+    """A header-less yaml as a variant of the base model it corresponds to (see `from_yaml`)."""
+    name = safe_name(path.stem, str(path))
+    found: tuple[str, Alignment | None] | None = None
+    names = [get_base_model(base).name] if base else list(base_models())
+    for candidate in names:
+        aligned = align(d, get_base_model(candidate).config())
+        if aligned is not None:
+            found = (candidate, aligned)
+            break
+    if found is None:
+        by_name = [b for b in base_models() if b != path.stem and re.match(rf"{re.escape(b)}(?![0-9a-z])", path.stem)]
+        chosen = base or max(by_name, key=len, default=None)
+        if chosen is None:
+            return Variant(name, path.stem, d, None, None, [], "", path)  # its own baseline, as any unknown model
+        found = (chosen, None)
+    chosen, aligned = found
+    if aligned is not None and not aligned.inserted and not aligned.changed:
+        return Variant(name, path.stem, d, None, None, [], "", path)  # the base model itself, under another name
+    if aligned is None:
+        return Variant(name, chosen, d, path.stem, "yaml", [], "", path)
+    rows = d["backbone"] + d["head"]
+    modules = sorted({rows[i][2] for i in aligned.inserted + aligned.changed})
+    moved = aligned.inserted and aligned.row_map or None
+    return Variant(
+        name,
+        chosen,
+        d,
+        "+".join(modules) or path.stem,
+        "yaml",
+        sorted(aligned.inserted + aligned.changed),
+        "",
+        path,
+        moved,
+        aligned.after if aligned.inserted else None,
     )
 
 
@@ -231,14 +300,22 @@ def select_request(
             names.append(arg)
         else:
             files.append(arg)
-    chosen_modules = MODULES.names() if "all" in (modules or []) else list(modules or [])
-    return select(names or ([] if files else ["yolov8n"]), chosen_modules, placement, files)
+    every = "all" in (modules or [])
+    chosen_modules = MODULES.names() if every else list(modules or [])
+    return select(names or ([] if files else ["yolov8n"]), chosen_modules, placement, files, every)
 
 
 def select(
-    models: list[str], modules: list[str], placement: str = "article", yamls: list[str] | None = None
+    models: list[str],
+    modules: list[str],
+    placement: str = "article",
+    yamls: list[str] | None = None,
+    every: bool = False,
 ) -> list[Variant]:
     """The variants a command line asks for: each base model, then one variant per module; then yaml files.
+
+    With `every` (`--module all`), a module whose role has no row the placement selects in a base model (DySample
+    with `--placement backbone`, SPPF_LSKA on yolo12) is skipped with a warning instead of stopping the command.
 
     Raises:
         YoloabError: any unknown model, module or invalid placement, before anything is built.
@@ -247,9 +324,21 @@ def select(
     for name in models:
         base = get_base_model(name)
         variants.append(baseline(base))
-        variants.extend(make_variant(base, module, placement) for module in modules)
-    variants.extend(from_yaml(p) for p in yamls or [])
-    return variants
+        for module in modules:
+            try:
+                variants.append(make_variant(base, module, placement))
+            except PlacementError as err:
+                if not every:
+                    raise
+                logging.getLogger("yoloab").warning("--module all: skipped %s on %s: %s", module, base.name, err)
+    hint = models[0] if len(models) == 1 else None  # `--model yolov8n my.yaml`: my.yaml is a yolov8n variant
+    users = [from_yaml(p, hint) for p in yamls or []]
+    requested = {v.name for v in variants}
+    for v in users:  # a user yaml's Δ needs its base model's row: add the baseline it was matched to
+        if v.base not in requested and v.module is not None and v.base in base_models() and v.name != v.base:
+            variants.append(baseline(get_base_model(v.base)))
+            requested.add(v.base)
+    return variants + users
 
 
 def with_nc(variant: Variant, nc: int | None) -> Variant:
@@ -341,9 +430,14 @@ def to_yaml(variant: Variant) -> str:
         old = src.config() if src is not None else None
         if variant.is_backbone_swap:
             lines.append(_backbone_swap_line(variant, old))
+        elif variant.after is not None:
+            pairs = ", ".join(f"{a} -> row {n}" for a, n in zip(variant.after, variant.rows, strict=False))
+            lines.append(f"# Insert: {variant.module} at placement '{variant.placement}' after base rows {pairs}")
+            lines.append("# Every later input is re-indexed; rows that read a base row above read its inserted row")
         else:
+            every = d["backbone"] + d["head"]
             before = {r: (old["backbone"] + old["head"])[r][2] for r in variant.rows} if old else {}
-            changed = ", ".join(f"{r} ({before.get(r, '?')} -> {variant.module})" for r in variant.rows)
+            changed = ", ".join(f"{r} ({before.get(r, '?')} -> {every[r][2]})" for r in variant.rows)
             lines.append(f"# Swap: {variant.module} at placement '{variant.placement}': rows {changed}")
     if variant.command:
         lines.append(f"# Regenerate: {variant.command} --out <dir>")
@@ -358,6 +452,8 @@ def to_yaml(variant: Variant) -> str:
         "command": variant.command,
         "version": __version__,
     }
+    if variant.after is not None:
+        meta["after"] = list(variant.after)
     if variant.row_map is not None:
         meta["row_map"] = sorted(variant.row_map.items())  # [base row, variant row] pairs, for --pretrained
     lines.append("yoloab: {" + ", ".join(f"{k}: {_flow(v)}" for k, v in meta.items()) + "}")

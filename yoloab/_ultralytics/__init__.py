@@ -155,9 +155,12 @@ def validate_rows(d: dict) -> None:
         name = row[2]
         if not isinstance(name, str):
             raise ModelConfigError(f"{where}: row {i} ({section}) names module {name!r}; expected a class name")
-        if name in MODULES or _resolves_natively(name):
+        if name in MODULES or _resolves_natively(name) or block_host(name) is not None:
             _check_first_arg(d, i, section, row, where)
             continue
+        why = _block_host_error(name)
+        if why is not None:
+            raise UnknownModuleError(f"{where}: row {i} ({section}) {name} {why}")
         known = set(MODULES.names()) | ultralytics_module_names()
         raise UnknownModuleError(
             f"{where}: row {i} ({section}) names unknown module '{name}'{did_you_mean(name, known)}; "
@@ -255,27 +258,98 @@ def _placeholder_args(entry: Any, args: list, d: dict) -> list:
     return [c2, 1, 1, None, 1, 1, _PendingAct(_Pending(entry, rest))]
 
 
-def _build_real(placeholder: nn.Module) -> nn.Module:
-    pending = placeholder.act.pending
-    c1, c2 = placeholder.conv.in_channels, placeholder.conv.out_channels
-    entry = pending.entry
+def _build_real(entry: Any, c1: int, c2: int | None, args: list) -> nn.Module:
+    call = [c1, c2, *args] if entry.channels == "conv" else [c1, *args]
     try:
-        return entry.cls(c1, c2, *pending.args) if entry.channels == "conv" else entry.cls(c1, *pending.args)
-    except TypeError as err:
-        shown = [c1, c2, *pending.args] if entry.channels == "conv" else [c1, *pending.args]
-        raise ModelConfigError(f"{entry.name}{tuple(shown)} cannot be built: {err}") from err
+        return entry.cls(*call)
+    except (TypeError, ValueError) as err:
+        raise ModelConfigError(f"{entry.name}{tuple(call)} cannot be built: {err}") from err
 
 
-class _Replay(logging.Filter):
-    """Holds back what parse_model logs, so the rows can be re-emitted with the real modules."""
+# --------------------------------------------------------------------------------------------------------------------
+# "same"-rule rows (c1 -> c1: attention, upsampling)
+#
+# Ultralytics sets a row's output channels to its input's only for modules outside its own sets, and then does not
+# pass the input channels to the constructor. Two of its branches do what a c1 -> c1 module needs: `nn.BatchNorm2d`
+# is built with the input channels (and leaves the row's output channels at the previous row's, right when the row
+# reads -1), and `Index` takes its output channels from its first argument. A row reading -1 gets the first; any
+# other row the second, with its input channels read from a build of the rows before it.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[str] = []
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.messages.append(record.getMessage())
-        return False
+def _same_rule_row(original, d: dict, rows: list, i: int, row: list) -> list:
+    f = row[0]
+    if f == -1 or f == i - 1:
+        return [f, row[1], "nn.BatchNorm2d", []]
+    if not isinstance(f, int):
+        raise ModelConfigError(
+            f"{d.get('yaml_file') or 'model yaml'}: row {i} {row[2]} reads {f}; a c1 -> c1 module reads one row"
+        )
+    src = f if f >= 0 else i + f
+    probe = {**d, "backbone": [list(r) for r in rows[: src + 1]], "head": [[-1, 1, "nn.BatchNorm2d", []]]}
+    probe.pop("yoloab", None)
+    model, _ = _parse_model(original, probe, d.get("_ch", 3), False)
+    return [f, row[1], "Index", [model[-1].num_features, 0]]
+
+
+def _same_rule_input(layer: nn.Module, row: list) -> int:
+    first = layer[0] if isinstance(layer, nn.Sequential) else layer
+    return first.num_features if isinstance(first, nn.BatchNorm2d) else row[3][0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# block hosts (`C2f_Faster`): Ultralytics builds its own host, yoloab replaces the inner blocks
+
+BLOCK_HOSTS_ALL = ("C2f", "C3k2", "C3", "C2PSA")
+
+
+def block_host(name: Any) -> tuple[str, Any] | None:
+    """(`C2f`, the block's entry) for a row name `C2f_Faster` that names a host and a registered block module."""
+    if not isinstance(name, str) or "_" not in name:
+        return None
+    host, _, block = name.partition("_")
+    if host not in BLOCK_HOSTS_ALL or block not in MODULES:
+        return None
+    entry = MODULES.get(block)
+    return (host, entry) if entry.role == "block" and host in entry.hosts else None
+
+
+def _block_host_error(name: str) -> str | None:
+    """Why a `Host_Block` row name does not build, or None when it is not of that form."""
+    host, _, block = name.partition("_")
+    if host not in BLOCK_HOSTS_ALL or not block:
+        return None
+    blocks = [e.name for e in MODULES if e.role == "block"]
+    if block not in MODULES:
+        return f"names block '{block}' in host {host}, which is not registered{did_you_mean(block, blocks)}; " + (
+            f"block modules: {', '.join(blocks) or 'none'}"
+        )
+    entry = MODULES.get(block)
+    if entry.role != "block":
+        return f"puts {entry.name} ({entry.role} module) in host {host}; block modules: {', '.join(blocks)}"
+    return f"puts {entry.name} in {host}, which it does not fit; its hosts: {', '.join(entry.hosts)}"
+
+
+def _swap_inner_blocks(layer: nn.Module, entry: Any) -> int:
+    """Replace every Bottleneck / PSABlock inside a host with `entry.cls(c, c, shortcut)`; returns how many."""
+    from ultralytics.nn.modules.block import Bottleneck, C3k, PSABlock
+
+    count = 0
+    hosts = list(layer) if isinstance(layer, nn.Sequential) else [layer]  # a host row with n > 1 outside a C2f
+    for host in hosts:
+        containers = [host.m]
+        containers += [b.m for b in host.m if isinstance(b, C3k)]  # yolo11 c3k=True: the Bottlenecks inside C3k
+        for container in containers:
+            for j, block in enumerate(container):
+                if isinstance(block, Bottleneck):
+                    c1, c2, shortcut = block.cv1.conv.in_channels, block.cv2.conv.out_channels, block.add
+                elif isinstance(block, PSABlock):
+                    c1 = c2 = block.ffn[0].conv.in_channels
+                    shortcut = block.add
+                else:
+                    continue
+                container[j] = _build_real(entry, c1, c2, [shortcut])
+                count += 1
+    return count
 
 
 def _parse_model(original, d: dict, ch: int, verbose: bool):
@@ -283,16 +357,24 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
     rows = d["backbone"] + d["head"]
     custom = {i: custom_entry(row[2]) for i, row in enumerate(rows)}
     custom = {i: e for i, e in custom.items() if e is not None}
-    if not custom:
+    hosted = {i: block_host(row[2]) for i, row in enumerate(rows)}
+    hosted = {i: h for i, h in hosted.items() if h is not None}
+    if not custom and not hosted:
         return original(d, ch, verbose)
 
     d = copy(d)
+    d["_ch"] = ch
     nb = len(d["backbone"])
     new_rows = []
     for i, row in enumerate(rows):
-        if i in custom:
+        if i in hosted:
+            row = [row[0], row[1], hosted[i][0], row[3]]
+        elif i in custom and custom[i].channels == "same":
+            row = _same_rule_row(original, d, rows, i, row)
+        elif i in custom:
             row = [row[0], row[1], "Conv", _placeholder_args(custom[i], list(row[3]), d)]
         new_rows.append(row)
+    d.pop("_ch")
     d["backbone"], d["head"] = new_rows[:nb], new_rows[nb:]
 
     from ultralytics.nn import tasks
@@ -308,20 +390,45 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
     for i, entry in custom.items():
         layer = model[i]
         parts = list(layer) if isinstance(layer, nn.Sequential) else [layer]
-        first = parts[0]
-        shown = [first.conv.in_channels, first.conv.out_channels][: 2 if entry.channels == "conv" else 1]
-        shown += first.act.pending.args
-        built = [_build_real(p) for p in parts]
+        if entry.channels == "same":
+            c1 = _same_rule_input(layer, new_rows[i])
+            args = [_literal(a, d) for a in rows[i][3]]
+            built = [_build_real(entry, c1, None, args) for _ in parts]
+            shown = [c1, *args]
+        else:
+            first = parts[0]
+            shown = [first.conv.in_channels, first.conv.out_channels][: 2 if entry.channels == "conv" else 1]
+            shown += first.act.pending.args
+            built = [
+                _build_real(entry, p.conv.in_channels, p.conv.out_channels, p.act.pending.args) for p in parts
+            ]
         real = nn.Sequential(*built) if len(built) > 1 else built[0]
         real.i, real.f = layer.i, layer.f
         real.type = f"{entry.cls.__module__}.{entry.cls.__qualname__}"
         real.np = sum(x.numel() for x in real.parameters())
         model[i] = real
         lines[i] = f"{i:>3}{real.f!s:>20}{len(built):>3}{real.np:10.0f}  {real.type:<45}{shown!s:<30}"
+    for i, (_, entry) in hosted.items():
+        layer = model[i]
+        _swap_inner_blocks(layer, entry)
+        layer.np = sum(x.numel() for x in layer.parameters())
+        lines[i] = f"{i:>3}{layer.f!s:>20}{1:>3}{layer.np:10.0f}  {rows[i][2]:<45}{rows[i][3]!s:<30}"
     for message in replay.messages:
         head = message[:3].strip()
         tasks.LOGGER.info(lines.get(int(head), message) if head.isdigit() else message)
     return model, save
+
+
+class _Replay(logging.Filter):
+    """Holds back what parse_model logs, so the rows can be re-emitted with the real modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.messages.append(record.getMessage())
+        return False
 
 
 def read_checkpoint(path: Path) -> nn.Module:

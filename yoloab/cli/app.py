@@ -32,6 +32,7 @@ from ..errors import (
     UltralyticsCompatError,
     UnknownModelError,
     UnknownModuleError,
+    UnknownRoleError,
     UnknownRuntimeError,
     VariantNameError,
     YoloabError,
@@ -41,6 +42,7 @@ from ..errors import (
 EXIT_CODES: dict[type[YoloabError], int] = {
     ProfileInputError: 2,
     UnknownModuleError: 2,
+    UnknownRoleError: 2,
     UnknownModelError: 2,
     PlacementError: 2,
     DatasetError: 2,

@@ -9,17 +9,27 @@ from .options import Plugins, load_plugins, make_console
 
 
 def list_catalog(plugin: Plugins = None) -> None:
-    """List the registered modules (role, paper, article placement) and the available base models."""
+    """List the roles, the registered modules (role, paper, article placement) and the available base models."""
     from ..models import base_models
-    from ..registry import MODULES
+    from ..placement import article_text
+    from ..registry import CHANNEL_RULES, MODULES
+    from ..roles import ROLES
 
     load_plugins(plugin)
     console = make_console()
+    roles = Table(title="Roles (register_module(role=...))", title_justify="left")
+    for col in ("role", "replaces", "placements", "a plugin module provides"):
+        roles.add_column(col, overflow="fold")
+    for spec in ROLES.values():
+        placements = ", ".join(spec.selectors) + (", row indices" if spec.selectors else "")
+        contract = f"{spec.contract} [channel rule '{spec.channels}': {CHANNEL_RULES[spec.channels]}]"
+        roles.add_row(spec.name, spec.replaces, placements or "backbone (the whole backbone)", contract)
+    console.print(roles)
     table = Table(title="Registered modules", title_justify="left")
     for col in ("module", "role", "article placement", "sizes", "paper"):
         table.add_column(col, overflow="fold")
     for e in MODULES:
-        placement = e.article_text
+        placement = article_text(e)
         paper = e.paper if e.builtin else f"{e.paper} [plugin {e.origin}]"
         sizes = ", ".join(e.sizes) + "".join(f" (+ -{o}: {e.name}-{e.default_size}-{o})" for o in e.options)
         table.add_row(e.name, e.role, placement, sizes or "-", paper)
