@@ -2,19 +2,23 @@
 
 Downsampling modules are built the way a placement builds them (from a Conv row `[c2, 3, 2]`) and must halve the
 resolution, give c2 channels, backpropagate, and have exactly the parameter count of a closed-form formula.
-Backbones must give one map per declared stride with the declared channels.
+Backbones must give one map per declared stride with the declared channels. Block, attention, upsampling and SPPF
+modules must keep the shapes their role promises and backpropagate into every parameter.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from yoloab.placement import article_rules
 from yoloab.registry import MODULES
+from yoloab.roles import ROLES
 
 E = 4  # experts, the DynamicConv default
 
@@ -86,12 +90,45 @@ def test_backbone_outputs_match_declared_strides_and_channels(entry):
 def test_registry_metadata_is_complete(entry):
     assert entry.paper, "every module names its paper"
     assert entry.origin.rsplit(":", 1)[1].isdigit()
+    assert entry.channels == ROLES[entry.role].channels
     if entry.role == "downsample":
         assert entry.article_rules and all(r.scope in {"all", "backbone", "head"} for r in entry.article_rules)
-    else:
+    elif entry.role == "backbone":
         assert entry.sizes and entry.article is None
+    else:  # the row roles: an article placement of their own, or the role's default
+        assert all(r.scope in ROLES[entry.role].selectors for r in article_rules(entry)) and article_rules(entry)
     if entry.builtin:
         path = Path(entry.origin.rsplit(":", 1)[0])
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
         assert "paper" in doc.lower() or "arxiv" in doc.lower() or "iclr" in doc.lower(), f"{path} provenance"
         assert len(doc) > 200, "built-in module files open with a provenance docstring"
+        if entry.role in NEW_ROLES:  # compared once with the authors' code: the commit is named
+            assert re.search(r"\b[0-9a-f]{40}\b", doc), f"{path} names the authors' commit it was compared with"
+
+
+NEW_ROLES = ("block", "attention", "upsample", "sppf")
+
+
+def _role_case(entry) -> tuple[torch.nn.Module, tuple[int, ...], tuple[int, ...]]:
+    """The module built as its role builds it, an input shape and the output shape the role promises."""
+    c, h, w = 32, 10, 14
+    if entry.role == "attention":
+        return entry.cls(c), (2, c, h, w), (2, c, h, w)
+    if entry.role == "upsample":
+        return entry.cls(c, 2), (2, c, h, w), (2, c, 2 * h, 2 * w)
+    if entry.role == "sppf":
+        return entry.cls(c, 48, 5), (2, c, h, w), (2, 48, h, w)
+    return entry.cls(c, c, True), (2, c, h, w), (2, c, h, w)
+
+
+@pytest.mark.parametrize("entry", [e for e in MODULES if e.role in NEW_ROLES], ids=lambda e: e.name)
+def test_row_role_modules_keep_their_contract_and_backpropagate(entry):
+    torch.manual_seed(0)
+    m, shape, expected = _role_case(entry)
+    x = torch.randn(*shape, requires_grad=True)
+    y = m.train()(x)
+    assert y.shape == expected
+    y.square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []

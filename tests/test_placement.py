@@ -16,8 +16,8 @@ import pytest
 from yoloab.errors import PlacementError
 from yoloab.models import get_base_model
 from yoloab.placement import label, resolve, row_strides
-from yoloab.roles.downsample import candidates
 from yoloab.registry import MODULES
+from yoloab.roles.downsample import candidates
 from yoloab.variants import make_variant
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from ultralytics import YOLO
 
 from yoloab.presets import article
+from yoloab.registry import MODULES
 from yoloab.variants import to_yaml
 
 FOLDER = Path(__file__).resolve().parents[1] / "variants"
@@ -24,7 +26,11 @@ def test_committed_yaml_matches_regeneration(variant):
 @pytest.mark.parametrize("path", sorted(FOLDER.glob("*.yaml")), ids=lambda p: p.stem)
 def test_committed_yaml_builds_with_yolo(path):
     model = YOLO(str(path)).model
-    assert any(type(m).__module__.startswith(("yoloab.", "ultralytics.nn.modules.block")) for m in model.modules())
+    module = yaml.safe_load(path.read_text())["yoloab"]["module"]
+    cls = MODULES.get(module).cls  # RevCol-tiny: the size suffix resolves to the class
+    assert any(type(m) is cls for m in model.modules()), f"{path.name} builds no {cls.__name__}"
+    plain = YOLO(f"{next(v.base for v in ARTICLE if v.name == path.stem)}.yaml").model
+    assert not any(type(m) is cls for m in plain.modules()) or cls.__module__.startswith("ultralytics.")
     assert sorted(p.stem for p in FOLDER.glob("*.yaml")) == sorted(v.name for v in ARTICLE)
 
 
@@ -33,7 +39,25 @@ def _diff_rows(a: dict, b: dict) -> list[int]:
     return [i for i, (x, y) in enumerate(zip(rows_a, rows_b, strict=True)) if x != y]
 
 
-@pytest.mark.parametrize("variant", [v for v in ARTICLE if not v.is_backbone_swap], ids=lambda v: v.name)
+@pytest.mark.parametrize("variant", [v for v in ARTICLE if v.after is not None], ids=lambda v: v.name)
+def test_insert_header_lists_the_inserted_rows_and_the_rest_are_the_base_rows(variant):
+    from yoloab.models import get_base_model
+
+    old, new = get_base_model(variant.base).config(), variant.config
+    old_rows, new_rows = old["backbone"] + old["head"], new["backbone"] + new["head"]
+    line = next(x for x in to_yaml(variant).splitlines() if x.startswith("# Insert:"))
+    pairs = [p.split(" -> row ") for p in line.split("after base rows ", 1)[1].split(", ")]
+    inserted = [int(n) for _, n in pairs]
+    assert all(
+        new_rows[n] == [-1, 1, variant.module, []] and new_rows[n - 1][2] == old_rows[int(a)][2] for a, n in pairs
+    )
+    kept = [r for i, r in enumerate(new_rows) if i not in inserted]
+    assert [r[1:] for r in kept] == [r[1:] for r in old_rows]  # same repeats, module, args, in order
+
+
+@pytest.mark.parametrize(
+    "variant", [v for v in ARTICLE if not v.is_backbone_swap and v.after is None], ids=lambda v: v.name
+)
 def test_header_lists_exactly_the_rows_that_differ_from_the_base(variant):
     from yoloab.models import get_base_model
 

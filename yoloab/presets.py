@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the CLI reads PRESETS for its help text: no torch before a preset is built
     from .variants import Variant
 
-# (base model, module, placement): the configurations of the source articles.
+# (base model, module, placement): the configurations of the source articles, then one or two per newer role.
 ARTICLE: list[tuple[str, str, str]] = [
     ("yolov8n", "ADown", "all"),
     ("yolov8n", "ADown", "backbone"),
@@ -21,6 +21,13 @@ ARTICLE: list[tuple[str, str, str]] = [
     ("yolov10s", "AKConv", "article"),
     ("yolov8n", "RevCol", "backbone"),
     ("yolo11n", "RevCol", "backbone"),
+    # the other roles, as the field's catalogs use them (no YOLO article came with these modules)
+    ("yolov8n", "Faster", "all"),  # C2f-Faster
+    ("yolo11n", "Faster", "all"),  # C3k2-Faster, C3k's Bottlenecks included
+    ("yolov8n", "CBAM", "sppf"),
+    ("yolov8n", "EMA", "backbone"),
+    ("yolov8n", "DySample", "all"),
+    ("yolov8n", "SPPF_LSKA", "all"),
 ]
 
 

@@ -399,9 +399,7 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
             first = parts[0]
             shown = [first.conv.in_channels, first.conv.out_channels][: 2 if entry.channels == "conv" else 1]
             shown += first.act.pending.args
-            built = [
-                _build_real(entry, p.conv.in_channels, p.conv.out_channels, p.act.pending.args) for p in parts
-            ]
+            built = [_build_real(entry, p.conv.in_channels, p.conv.out_channels, p.act.pending.args) for p in parts]
         real = nn.Sequential(*built) if len(built) > 1 else built[0]
         real.i, real.f = layer.i, layer.f
         real.type = f"{entry.cls.__module__}.{entry.cls.__qualname__}"

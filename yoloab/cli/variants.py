@@ -51,6 +51,8 @@ def variants(
     for v, path in zip(chosen_variants, written, strict=True):
         params = f"{count_params(build(v, nc=nc)):,}" if build_models else "-"
         rows = "backbone" if v.is_backbone_swap else ",".join(map(str, v.rows)) or "-"
+        if v.after is not None:
+            rows = f"inserted {rows} (after {','.join(map(str, v.after))})"
         table.add_row(v.name, rows, params, str(path or "-"))
     make_console().print(table)
 

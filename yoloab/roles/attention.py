@@ -74,9 +74,7 @@ def insert_after(d: dict, after: list[int], row: list) -> tuple[dict, dict[int, 
         return f if f < 0 and at + f == target else target
 
     out = dict(d)
-    new_rows = [
-        [move(r[0], i, n), *r[1:]] if i is not None else list(r) for n, (i, r) in enumerate(layout)
-    ]
+    new_rows = [[move(r[0], i, n), *r[1:]] if i is not None else list(r) for n, (i, r) in enumerate(layout)]
     nb_new = new_index[nb] if nb < len(rows) else len(layout)
     out["backbone"], out["head"] = new_rows[:nb_new], new_rows[nb_new:]
     return out, new_index, inserted
