@@ -37,6 +37,23 @@ def tiny_data(tmp_path_factory) -> str:
     return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=8, n_val=4, imgsz=64, seed=0))
 
 
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """A yolov8n checkpoint (nc=3) whose every tensor differs from a fresh build, and its state_dict."""
+    from yoloab.models import get_base_model
+    from yoloab.variants import baseline, build
+
+    torch.manual_seed(123)
+    model = build(baseline(get_base_model("yolov8n")), nc=3)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.add_(torch.rand_like(t) + 0.5)
+    path = tmp_path_factory.mktemp("ckpt") / "yolov8n-trained.pt"
+    torch.save({"model": model, "train_args": {}}, path)
+    return path, {k: v.clone() for k, v in model.state_dict().items()}
+
+
 @pytest.fixture
 def clean_registry():
     """Forget modules a test registers (plugins), so tests do not leak names into each other."""

@@ -124,7 +124,7 @@ def test_cpu_latency_fields_and_threads_recorded(tmp_path):
 def _catalog() -> list:
     base = get_base_model("yolov8n")
     return [baseline(base)] + [
-        make_variant(base, e.name, "article" if e.article else "backbone") for e in MODULES if e.builtin
+        make_variant(base, e.name, "backbone" if e.role == "backbone" else "article") for e in MODULES if e.builtin
     ]
 
 

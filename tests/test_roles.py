@@ -369,20 +369,6 @@ def test_written_yaml_files_build_in_a_fresh_process(tmp_path):
 NC = 3
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
-    """A yolov8n checkpoint (nc=3) whose every tensor differs from a fresh build."""
-    torch.manual_seed(7)
-    model = build(baseline(get_base_model("yolov8n")), nc=NC)
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.add_(torch.rand_like(t) + 0.5)
-    path = tmp_path_factory.mktemp("ckpt") / "yolov8n-trained.pt"
-    torch.save({"model": model, "train_args": {}}, path)
-    return path, {k: v.clone() for k, v in model.state_dict().items()}
-
-
 def test_attention_variant_receives_every_tensor_of_the_baseline(checkpoint):
     path, source = checkpoint
     v = make_variant(get_base_model("yolov8n"), "EMA", "backbone")
@@ -435,7 +421,7 @@ def test_one_epoch_sweep_trains_each_new_role_and_reports_its_delta(tmp_path):
 # --------------------------------------------------------------------------------------------------------------------
 # a plugin of each new role, through the CLI
 
-PLUGIN = '''
+PLUGIN = """
 import torch
 from torch import nn
 from yoloab import register_module
@@ -459,7 +445,7 @@ class TmpBlock(nn.Module):
 
     def forward(self, x):
         return self.cv(x)
-'''
+"""
 
 
 @pytest.mark.parametrize(

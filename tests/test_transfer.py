@@ -24,20 +24,6 @@ runner = CliRunner()
 NC = 3
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
-    """A yolov8n checkpoint (nc=3) whose every tensor differs from a fresh build."""
-    torch.manual_seed(123)
-    model = build(baseline(get_base_model("yolov8n")), nc=NC)
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.add_(torch.rand_like(t) + 0.5)
-    path = tmp_path_factory.mktemp("ckpt") / "yolov8n-trained.pt"
-    torch.save({"model": model, "train_args": {}}, path)
-    return path, {k: v.clone() for k, v in model.state_dict().items()}
-
-
 def _row(key: str) -> int:
     return int(key.split(".")[1])
 

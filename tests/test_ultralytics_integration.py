@@ -143,21 +143,22 @@ def test_no_pypi_thop_and_ultralytics_counts_flops():
 RELOAD = """
 import sys, torch
 from ultralytics import YOLO  # no `import yoloab`: unpickling must bring the registrations
-m = YOLO(sys.argv[1]).model.float().eval()
-torch.manual_seed(0)
-x = torch.rand(1, 3, 64, 64)
-with torch.no_grad():
-    y = m(x)
-y = y[0] if isinstance(y, (list, tuple)) else y
-print(sum(p.numel() for p in m.parameters()), float(y.double().sum()))
+for path in sys.argv[1:]:
+    m = YOLO(path).model.float().eval()
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y = m(x)
+    y = y[0] if isinstance(y, (list, tuple)) else y
+    print(sum(p.numel() for p in m.parameters()), float(y.double().sum()))
 """
 
 
-def _reload_in_subprocess(path: Path) -> tuple[int, float]:
-    out = subprocess.run([sys.executable, "-c", RELOAD, str(path)], capture_output=True, text=True, timeout=300)
+def _reload_in_subprocess(*paths: Path) -> list[tuple[int, float]]:
+    out = subprocess.run([sys.executable, "-c", RELOAD, *map(str, paths)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    params, checksum = out.stdout.strip().splitlines()[-1].split()
-    return int(params), float(checksum)
+    lines = out.stdout.strip().splitlines()[-len(paths) :]
+    return [(int(p), float(c)) for p, c in (line.split() for line in lines)]
 
 
 def _local_output(model) -> tuple[int, float]:
@@ -186,17 +187,39 @@ def test_ddp_style_cloudpickle_round_trip_in_fresh_process(tmp_path):
     assert out.stdout.split() == ["yoloab.modules.akconv", str(_params(model))]
 
 
-# Ultralytics' own classes (SCDown, AConv, GhostConv, DWConv) pickle like any Ultralytics layer; ADown stands for them
-TRAIN_VARIANTS = [
-    e.name for e in MODULES if e.builtin and (e.name == "ADown" or not e.cls.__module__.startswith("ultralytics."))
-]
+# Ultralytics' own classes (SCDown, AConv, GhostConv, DWConv) pickle like any Ultralytics layer; ADown stands for them.
+# Of the row roles added later, one module per role trains here; the others are reloaded untrained, below.
+_OWN = [e for e in MODULES if e.builtin and (e.name == "ADown" or not e.cls.__module__.startswith("ultralytics."))]
+_FIRST_OF_ROLE = {e.role: e.name for e in reversed(_OWN)}
+TRAIN_VARIANTS = [e.name for e in _OWN if e.role in ("downsample", "backbone") or _FIRST_OF_ROLE[e.role] == e.name]
+RELOAD_ONLY = [e.name for e in _OWN if e.name not in TRAIN_VARIANTS]
+
+
+def _placed(module: str):
+    return make_variant(
+        get_base_model("yolov8n"), module, "backbone" if MODULES.get(module).role == "backbone" else "article"
+    )
+
+
+def test_untrained_checkpoints_of_the_other_row_modules_reload_in_a_fresh_process(tmp_path):
+    paths, local = [], []
+    for module in RELOAD_ONLY:
+        torch.manual_seed(0)
+        model = build(_placed(module), nc=3)
+        path = tmp_path / f"{module}.pt"
+        torch.save({"model": model, "train_args": {}}, path)
+        paths.append(path)
+        local.append(_local_output(model))
+    assert len(RELOAD_ONLY) >= 5  # SE, ECA, CoordAtt, SimAM, EMA at least
+    fresh = _reload_in_subprocess(*paths)
+    for module, got, want in zip(RELOAD_ONLY, fresh, local, strict=True):
+        assert got[0] == want[0] and got[1] == pytest.approx(want[1], rel=1e-6), module
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", TRAIN_VARIANTS)
 def test_one_epoch_of_training_then_reload_in_fresh_process(module, tiny_data, tmp_path):
-    base = get_base_model("yolov8n")
-    variant = make_variant(base, module, "article" if MODULES.get(module).article else "backbone")
+    variant = _placed(module)
     path = write_yaml(variant, tmp_path)
     model = YOLO(str(path))
     model.train(
@@ -218,5 +241,5 @@ def test_one_epoch_of_training_then_reload_in_fresh_process(module, tiny_data, t
     last = tmp_path / "run" / "weights" / "last.pt"
     assert last.is_file()
     trained = YOLO(str(last)).model
-    assert any(type(m).__name__ == variant.module.split("-")[0] for m in trained.modules())
-    assert _reload_in_subprocess(last) == pytest.approx(_local_output(trained), rel=1e-6)
+    assert any(type(m) is MODULES.get(variant.module).cls for m in trained.modules())
+    assert _reload_in_subprocess(last)[0] == pytest.approx(_local_output(trained), rel=1e-6)

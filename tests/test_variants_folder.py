@@ -46,11 +46,9 @@ def test_insert_header_lists_the_inserted_rows_and_the_rest_are_the_base_rows(va
     old, new = get_base_model(variant.base).config(), variant.config
     old_rows, new_rows = old["backbone"] + old["head"], new["backbone"] + new["head"]
     line = next(x for x in to_yaml(variant).splitlines() if x.startswith("# Insert:"))
-    pairs = [p.split(" -> row ") for p in line.split("after base rows ", 1)[1].split(", ")]
+    pairs = [tuple(map(int, p.split(" -> row "))) for p in line.split("after base rows ", 1)[1].split(", ")]
     inserted = [int(n) for _, n in pairs]
-    assert all(
-        new_rows[n] == [-1, 1, variant.module, []] and new_rows[n - 1][2] == old_rows[int(a)][2] for a, n in pairs
-    )
+    assert all(new_rows[n] == [-1, 1, variant.module, []] and new_rows[n - 1][2] == old_rows[a][2] for a, n in pairs)
     kept = [r for i, r in enumerate(new_rows) if i not in inserted]
     assert [r[1:] for r in kept] == [r[1:] for r in old_rows]  # same repeats, module, args, in order
 

@@ -12,7 +12,7 @@ def list_catalog(plugin: Plugins = None) -> None:
     """List the roles, the registered modules (role, paper, article placement) and the available base models."""
     from ..models import base_models
     from ..placement import article_text
-    from ..registry import CHANNEL_RULES, MODULES
+    from ..registry import MODULES
     from ..roles import ROLES
 
     load_plugins(plugin)
@@ -22,8 +22,7 @@ def list_catalog(plugin: Plugins = None) -> None:
         roles.add_column(col, overflow="fold")
     for spec in ROLES.values():
         placements = ", ".join(spec.selectors) + (", row indices" if spec.selectors else "")
-        contract = f"{spec.contract} [channel rule '{spec.channels}': {CHANNEL_RULES[spec.channels]}]"
-        roles.add_row(spec.name, spec.replaces, placements or "backbone (the whole backbone)", contract)
+        roles.add_row(spec.name, spec.replaces, placements or "backbone (the whole backbone)", spec.contract)
     console.print(roles)
     table = Table(title="Registered modules", title_justify="left")
     for col in ("module", "role", "article placement", "sizes", "paper"):
