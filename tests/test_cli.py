@@ -105,8 +105,6 @@ def _bad_yaml(tmp_path):
     ids=["model", "module", "placement-name", "placement-rows", "placement-empty", "backbone-size"],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, code, needles):
-    if "RevCol-huge" in args and "RevCol" not in MODULES:
-        pytest.skip("RevCol not registered")
     out = tmp_path / "out"
     result = runner.invoke(app, ["variants", *args, "--out", str(out)])
     assert result.exit_code == code, result.output

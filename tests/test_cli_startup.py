@@ -5,6 +5,7 @@ registers the catalog; the registry and the Ultralytics adapter import each othe
 from __future__ import annotations
 
 import ast
+import json
 import os
 import resource
 import statistics
@@ -47,6 +48,33 @@ def test_help_imports_no_heavy_library(argv):
     lines = out.stdout.strip().splitlines()
     assert "Usage: yoloab" in out.stdout
     assert lines[-1] == "[]", f"--help imported {lines[-1]}"
+
+
+def test_report_runs_without_importing_torch(tmp_path):
+    # a profile-only store: one record written as the profile verb writes it, read back and rendered by `report`
+    record = {
+        "kind": "profile", "key": "0123456789abcdef0123", "variant": "yolov8n", "base": "yolov8n", "module": None,
+        "placement": None, "nc": 80, "imgsz": 640, "params": 3157200, "gflops": 8.86, "gflops_aten": 8.74,
+        "profiled": "2026-12-02T00:00:00+00:00",
+    }  # fmt: skip
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / f"{record['key']}.json").write_text(json.dumps(record))
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from yoloab.cli.app import main
+        sys.argv = ["yoloab", "report", "--results", {str(tmp_path)!r}, "--format", "csv"]
+        try:
+            main()
+        except SystemExit as e:
+            assert e.code in (0, None), e.code
+        print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "ultralytics", "torchvision"}}))
+        """
+    )
+    out = _python(code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "yolov8n" in out.stdout and "3157200" in out.stdout  # the record was read and rendered
+    assert out.stdout.strip().splitlines()[-1] == "[]", "report imported torch or Ultralytics"
 
 
 def test_import_yoloab_is_cheap_and_still_registers_the_catalog_with_ultralytics(tmp_path):

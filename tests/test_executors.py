@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from yoloab.cli.app import app
@@ -71,13 +73,41 @@ def ray_instance():
     ray.shutdown()
 
 
+# what each run was trained with and what it gave, as recorded by yoloab and as written by Ultralytics itself
+RESULTS = ("map50", "map50_95", "precision", "recall", "best_epoch", "epochs_done", "params", "gflops_aten")
+PLACES = {"model", "project", "save_dir", "device"}  # paths under each sweep's own results, and the pinned device
+
+
+def _trainer_args(record: dict) -> dict:
+    """The run directory's args.yaml, written by Ultralytics' trainer from the arguments it really used."""
+    args = yaml.safe_load((Path(record["run_dir"]) / "args.yaml").read_text())
+    return {k: v for k, v in args.items() if k not in PLACES}
+
+
+def _epochs(record: dict) -> list[dict]:
+    """Every row of the run's results.csv (losses, metrics, learning rates) but its wall time."""
+    with open(Path(record["run_dir"]) / "results.csv", newline="") as fh:
+        return [{k.strip(): v for k, v in row.items() if k.strip() != "time"} for row in csv.DictReader(fh)]
+
+
 def _same_as_local(records: dict[str, dict], local: dict[str, dict]) -> None:
     assert sorted(records) == sorted(local) == ["yolov8n", "yolov8n-ADown-article"]
     for name, r in records.items():
         assert set(r) == set(local[name])
-        assert (r["key"], r["status"], r["epochs_done"]) == (local[name]["key"], "ok", 1)
-        # same model, data, settings and seed: the same parameter count and FLOPs whatever executed it
-        assert (r["params"], r["gflops_aten"]) == (local[name]["params"], local[name]["gflops_aten"])
+        assert (r["key"], r["status"]) == (local[name]["key"], "ok")
+        # the settings reached the trainer: Ultralytics' own args.yaml says so, the same as the local run's
+        args = _trainer_args(r)
+        assert {k: args[k] for k in ("epochs", "imgsz", "batch", "seed", "workers")} == {
+            "epochs": 1, "imgsz": 64, "batch": 8, "seed": 0, "workers": 0,
+        }  # fmt: skip
+        assert args == _trainer_args(local[name])
+        # and the same training happened: per-epoch losses, metrics and learning rates, and the results recorded
+        epochs = _epochs(r)
+        assert len(epochs) == 1 and float(epochs[0]["train/box_loss"]) > 0
+        assert epochs == _epochs(local[name])
+        assert {k: r[k] for k in (*RESULTS, "epochs", "imgsz", "batch", "seed", "train_args")} == {
+            k: local[name][k] for k in (*RESULTS, "epochs", "imgsz", "batch", "seed", "train_args")
+        }
 
 
 def test_ray_sweep_equals_local_and_rerun_trains_nothing(ray_instance, local_records, tmp_path):

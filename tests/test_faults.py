@@ -8,11 +8,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -406,23 +409,147 @@ def test_a_read_only_results_directory_is_one_line(data, tmp_path):
     assert (results / "runs" / "k.json").read_bytes() == before
 
 
+class _Proxy:
+    """A module (`os`, `shutil`, `tempfile`) as one module of yoloab sees it: some functions replaced, the rest real."""
+
+    def __init__(self, real, **replaced) -> None:
+        self._real = real
+        self.__dict__.update(replaced)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+class _Fault:
+    """Failure injection for one atomic writer; records the temporaries it made and the fault, so a test knows the
+    fault really fired on a temporary.
+
+    `replace`: `os.replace` fails, with the temporary complete. `fdopen`: the file's write puts down the first half
+    of the data, flushes it, then fails as a full disk does. `copyfile`: the copy stops half-way, the same way.
+    """
+
+    def __init__(self) -> None:
+        self.made: list[Path] = []  # temporaries, from mkstemp
+        self.sizes: list[int] = []  # bytes in the temporary when the fault fired
+
+    def _fire(self, size: int) -> None:
+        self.sizes.append(size)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def mkstemp(self, *args, **kw):
+        fd, path = tempfile.mkstemp(*args, **kw)
+        self.made.append(Path(path))
+        return fd, path
+
+    def replace(self, src, dst, **kw) -> None:
+        self._fire(Path(src).stat().st_size)
+
+    def fdopen(self, fd, *args, **kw):
+        fault, fh = self, os.fdopen(fd, *args, **kw)
+
+        class Cut:
+            def write(self, data):
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                fault._fire(os.fstat(fd).st_size)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return fh.__exit__(*exc)
+
+            def __getattr__(self, name):
+                return getattr(fh, name)
+
+        return Cut()
+
+    def copyfile(self, src, dst, **kw):
+        data = Path(src).read_bytes()
+        Path(dst).write_bytes(data[: len(data) // 2])
+        self._fire(Path(dst).stat().st_size)
+
+    def install(self, monkeypatch, module, fault: str) -> None:
+        """Route `module`'s temporaries through `mkstemp` and its `fault` function through this object."""
+        monkeypatch.setattr(module, "tempfile", _Proxy(tempfile, mkstemp=self.mkstemp))
+        real = shutil if fault == "copyfile" else os
+        monkeypatch.setattr(module, real.__name__, _Proxy(real, **{fault: getattr(self, fault)}))
+
+
+OLD, NEW = "old content, intact\n", "new content " * 4096  # the new one is written in more than one block
+
+
+def _write_atomic(folder: Path) -> None:
+    from yoloab.atomic import write_atomic
+
+    write_atomic(folder / "target.txt", NEW)
+
+
+def _copy_atomic(folder: Path) -> None:
+    from yoloab.atomic import copy_atomic
+
+    src = folder.parent / "source.txt"
+    src.write_text(NEW)
+    copy_atomic(src, folder / "target.txt")
+
+
+def _write_report(folder: Path) -> None:
+    from yoloab.report.files import write_report
+
+    write_report(folder, {"target.txt": NEW})
+
+
+@pytest.mark.parametrize(
+    "writer, module, fault",
+    [
+        (_write_atomic, "yoloab.atomic", "replace"),
+        (_write_atomic, "yoloab.atomic", "fdopen"),
+        (_copy_atomic, "yoloab.atomic", "replace"),
+        (_copy_atomic, "yoloab.atomic", "copyfile"),
+        (_write_report, "yoloab.results", "replace"),
+        (_write_report, "yoloab.results", "fdopen"),
+    ],
+    ids=[
+        "write_atomic-rename-fails",
+        "write_atomic-write-fails-half-way",
+        "copy_atomic-rename-fails",
+        "copy_atomic-copy-fails-half-way",
+        "report-rename-fails",
+        "report-write-fails-half-way",
+    ],
+)
+def test_an_atomic_write_that_fails_leaves_the_target_and_no_temporary(tmp_path, monkeypatch, writer, module, fault):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "target.txt").write_text(OLD)
+    injected = _Fault()
+    injected.install(monkeypatch, importlib.import_module(module), fault)
+    with pytest.raises((OSError, StorageError)):  # the writers raise OSError; the report wraps it in StorageError
+        writer(folder)
+    # the fault fired once, on a temporary beside the target holding the data (all of it at the rename, half at the
+    # write); the report's writer also makes (and removes) a probe file there first
+    assert injected.sizes == [len(NEW) if fault == "replace" else len(NEW) // 2]
+    assert injected.made and {t.parent for t in injected.made} == {folder}
+    assert (folder / "target.txt").read_text() == OLD
+    assert sorted(p.name for p in folder.iterdir()) == ["target.txt"]  # the temporary is gone
+
+
 def test_a_full_disk_when_recording_is_one_clear_error_and_keeps_other_records(data, tmp_path, monkeypatch):
-    import yoloab.results as store
+    import yoloab.atomic
 
     base = get_base_model("yolov8n")
     specs = plan_runs([baseline(base)], data, TrainSettings(epochs=1), [0, 1], tmp_path)
     store_run({"key": specs[0].key, "status": "failed", "variant": "yolov8n"}, tmp_path)
     first = (tmp_path / "runs" / f"{specs[0].key}.json").read_bytes()
-
-    def full(path, text):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-
-    monkeypatch.setattr(store, "write_atomic", full)
+    injected = _Fault()  # the real atomic writer runs, and the disk fills up half-way through the record
+    injected.install(monkeypatch, yoloab.atomic, "fdopen")
     ex = _FakeExecutor("failed", "OSError: [Errno 28] No space left on device")
     with pytest.raises(StorageError, match=r"cannot write the record of yolov8n seed 0 \(failed.*no space left"):
         run_sweep(specs, _Events(), ex)
+    (tmp,), (size,) = injected.made, injected.sizes
+    assert tmp.parent == tmp_path / "runs" and size > 0  # a half-written temporary was beside the record
     assert (tmp_path / "runs" / f"{specs[0].key}.json").read_bytes() == first
-    assert not list((tmp_path / "runs").glob(".*"))  # no half-written temporary left
+    assert not list((tmp_path / "runs").glob(".*"))  # and is gone
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -510,4 +637,5 @@ def test_ctrl_c_while_starting_prints_no_traceback(tmp_path):
 def test_readme_says_a_results_directory_must_be_trusted():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     sweeps = readme.split("## Sweeps", 1)[1].split("\n## ", 1)[0]
-    assert "pickled checkpoints" in sweeps and "trusted" in sweeps
+    # checkpoints are read with the safe unpickler; what it cannot cover (DDP's own processes) must be trusted
+    assert "weights_only" in sweeps and "must be trusted" in sweeps and "--device 0,1" in sweeps

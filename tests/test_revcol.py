@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -117,6 +121,84 @@ def test_outputs_are_last_column() -> None:
             cs = getattr(model, f"subnet{i}")(stem, *cs)
     for y, c in zip(ys, cs, strict=True):
         torch.testing.assert_close(y, c, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------- against the authors
+
+# Printed by a scratch script (kept outside the project) that builds the authors' RevCol tiny from
+# megvii-research/RevCol at the commit named in the file (`models/revcol.py`, `revcol_tiny(save_memory=False,
+# inter_supv=False)`), loads the weights `draw_weights` gives, and runs the stem and the four columns in float64 on CPU.
+# Key mapping: none. The authors' state dict minus their classification head (`cls.*`, listed in the file) has
+# exactly yoloab's names, shapes and order, so it loads with strict=True.
+REFERENCE = json.loads((Path(__file__).parent / "golden" / "revcol_tiny_reference.json").read_text())
+
+
+def draw_weights(keys_shapes: list, seed: int) -> dict[str, torch.Tensor]:
+    """The reference weights: one float64 generator, keys in the file's order; the rule keeps every path active
+    (alphas of both signs with |alpha| in [0.4, 1], layer-scale gammas of order 0.5 instead of the init's 1e-6)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, shape in keys_shapes:
+        name = key.rsplit(".", 1)[-1]
+        r = torch.randn(shape, generator=gen, dtype=torch.float64)
+        if name.startswith("alpha"):
+            u = torch.rand(shape, generator=gen, dtype=torch.float64)
+            out[key] = torch.where(r < -0.43, -1.0, 1.0) * (0.4 + 0.6 * u)
+        elif name == "gamma":
+            out[key] = 0.5 * r
+        elif len(shape) >= 2:
+            out[key] = r / math.prod(shape[1:]) ** 0.5  # conv and linear weights: unit gain
+        elif name == "weight":  # LayerNorm scale
+            out[key] = 1.0 + 0.1 * r
+        else:
+            out[key] = 0.1 * r
+    return out
+
+
+def sha256_f64(tensors: list[torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().to(torch.float64).contiguous().numpy().astype("<f8").tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def reference_weights() -> dict[str, torch.Tensor]:
+    weights = draw_weights(REFERENCE["state_dict"], REFERENCE["weight_seed"])
+    # the same weights the authors' model was given, bit for bit
+    assert sha256_f64([weights[k] for k, _ in REFERENCE["state_dict"]]) == REFERENCE["weights_sha256"]
+    return weights
+
+
+def test_state_dict_names_and_shapes_are_the_authors() -> None:
+    with torch.device("meta"):
+        model = RevCol(3, "tiny")
+    ours = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    assert ours == REFERENCE["state_dict"]
+    assert all(k.startswith("cls.") for k in REFERENCE["dropped_head_keys"])  # only the head was left out
+
+
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["float64", "float32"])
+def test_forward_matches_the_authors(reference_weights, dtype: torch.dtype, atol: float) -> None:
+    with torch.device("meta"):
+        model = RevCol(3, "tiny")
+    model.load_state_dict({k: v.to(dtype) for k, v in reference_weights.items()}, strict=True, assign=True)
+    size = REFERENCE["imgsz"]
+    gen = torch.Generator().manual_seed(REFERENCE["input_seed"])
+    x = torch.randn(1, 3, size, size, generator=gen, dtype=torch.float64)
+    assert sha256_f64([x]) == REFERENCE["input_sha256"]
+    x = x.to(dtype)
+    with torch.no_grad():
+        ys = model.eval()(x)
+    assert [list(y.shape) for y in ys] == [m["shape"] for m in REFERENCE["outputs"]]
+    for y, ref in zip(ys, REFERENCE["outputs"], strict=True):
+        y = y.double()
+        pooled = torch.nn.functional.adaptive_avg_pool2d(y, 2).flatten()
+        torch.testing.assert_close(pooled, torch.tensor(ref["pooled_2x2"], dtype=torch.float64), rtol=0, atol=atol)
+        scale = ref["abs_max"]  # O(10): the sums are over up to 16k values, so their tolerance grows with the count
+        assert y.abs().max().item() == pytest.approx(scale, abs=atol)
+        assert y.sum().item() == pytest.approx(ref["sum"], abs=atol * y.numel())
+        assert (y * y).sum().item() == pytest.approx(ref["sum_sq"], abs=2 * atol * scale * y.numel())
 
 
 # ---------------------------------------------------------------------------------- reversible == non-reversible

@@ -152,12 +152,14 @@ def _store(results, key, variant, seed, stats, module="ADown", **extra):
     return record
 
 
-def test_delta_intervals_one_seed_and_several(tmp_path):
-    base = [synthetic(120, 20 + s, skill=0.4) for s in range(3)]
-    var = [ValStats(**{**b.__dict__, **_improved(b)}) for b in base]
-    recs = [_store(tmp_path, f"b{s}", "yolov8n", s, base[s], module=None) for s in range(3)]
-    recs += [_store(tmp_path, f"v{s}", "yolov8n-ADown", s, var[s]) for s in range(3)]
-    one = delta_intervals([r for r in recs if r["seed"] == 0], tmp_path, n_resamples=200)
+def test_delta_intervals_one_seed(tmp_path):
+    base = [synthetic(120, 20, skill=0.4)]
+    var = [ValStats(**{**base[0].__dict__, **_improved(base[0])})]
+    recs = [
+        _store(tmp_path, "b0", "yolov8n", 0, base[0], module=None),
+        _store(tmp_path, "v0", "yolov8n-ADown", 0, var[0]),
+    ]
+    one = delta_intervals(recs, tmp_path, n_resamples=200)
     assert len(one) == 1 and one[0].method == METHOD_BOOTSTRAP and one[0].baseline == "yolov8n"
     cols = one[0].columns
     assert set(cols) == {f"{m}_delta_ci_{e}" for m in ("map50_95", "map50") for e in ("low", "high")} | {
@@ -167,14 +169,45 @@ def test_delta_intervals_one_seed_and_several(tmp_path):
     assert cols["map50_95_delta_ci_low"] > 0 and cols["map50_95_delta_significant"] is True
     boot = paired_bootstrap([var[0]], [base[0]], n_resamples=200)
     assert cols["map50_95_delta_ci_low"] == pytest.approx(np.percentile(boot["map50_95"], 2.5))
-    three = delta_intervals(recs, tmp_path, n_resamples=200)[0]
+
+
+def _t_975_df2() -> float:
+    """t(0.975) with 2 degrees of freedom in closed form: the df=2 CDF is 1/2 + t / (2 sqrt(2 + t^2)), so the
+    p-quantile is (2p - 1) / sqrt(2 p (1 - p)) (4.302652729911275, the published table's 4.3027)."""
+    p = 0.975
+    return (2 * p - 1) / np.sqrt(2 * p * (1 - p))
+
+
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory):
+    """Three paired seeds of a baseline and a variant that ranks its detections better; their stored records."""
+    results = tmp_path_factory.mktemp("three-seeds")
+    base = [synthetic(120, 20 + s, skill=0.4) for s in range(3)]
+    var = [ValStats(**{**b.__dict__, **_improved(b)}) for b in base]
+    recs = [_store(results, f"b{s}", "yolov8n", s, base[s], module=None) for s in range(3)]
+    recs += [_store(results, f"v{s}", "yolov8n-ADown", s, var[s]) for s in range(3)]
+    (three,) = delta_intervals(recs, results, n_resamples=200)
+    return base, var, three
+
+
+@pytest.mark.parametrize("metric", ["map50_95", "map50"], ids=["map50_95", "map50"])
+def test_multi_seed_interval_is_the_hull_of_bootstrap_and_t_interval(three_seeds, metric):
+    base, var, three = three_seeds
     assert three.method == METHOD_SEEDS and three.seeds == [0, 1, 2]
-    deltas = [v.map50_95 - b.map50_95 for v, b in zip(var, base, strict=True)]
-    half = 4.3027 * np.std(deltas, ddof=1) / np.sqrt(3)  # t(0.975, 2) from the published table
-    iv = three.intervals["map50_95"]
-    assert iv.delta == pytest.approx(np.mean(deltas))
-    assert iv.low <= np.mean(deltas) - half + 1e-4 and iv.high >= np.mean(deltas) + half - 1e-4
-    assert three.delta_spread["map50_95"] == pytest.approx(np.std(deltas, ddof=1))
+    deltas = np.array([getattr(v, metric) - getattr(b, metric) for v, b in zip(var, base, strict=True)])
+    # the t-interval over the three per-seed deltas, from the definition (mean +- t * s / sqrt(n))
+    half = _t_975_df2() * deltas.std(ddof=1) / np.sqrt(3)
+    t_low, t_high = deltas.mean() - half, deltas.mean() + half
+    # the pooled paired bootstrap's central 95% (the bootstrap itself is checked against ap_per_class above)
+    boot_low, boot_high = np.percentile(paired_bootstrap(var, base, n_resamples=200)[metric], [2.5, 97.5])
+    iv = three.intervals[metric]
+    assert iv.delta == pytest.approx(deltas.mean(), abs=1e-12)
+    assert iv.low == pytest.approx(min(t_low, boot_low), abs=1e-9)
+    assert iv.high == pytest.approx(max(t_high, boot_high), abs=1e-9)
+    # on these runs the seed noise is the wider one on both sides, so both ends above come from the t-interval
+    assert t_low < boot_low and t_high > boot_high
+    assert iv.low < iv.delta < iv.high
+    assert three.delta_spread[metric] == pytest.approx(deltas.std(ddof=1), abs=1e-12)
 
 
 def _improved(stats: ValStats) -> dict:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._ultralytics import restore_rng_state, rng_state
+from ._ultralytics import read_state, restore_rng_state, rng_state
 from .training import RunHooks, RunSpec, SweepInterrupted
 from .variants import copy_atomic
 
@@ -43,10 +43,8 @@ def add_callbacks(model: Any, spec: RunSpec, hooks: RunHooks, restored: dict[str
     def on_train_epoch_start(trainer: Any) -> None:
         done[0] = 0
         if restored.get("from") and "parts" not in restored and trainer.epoch == trainer.start_epoch:
-            import torch
-
-            try:  # the results directory is trusted, as for last.pt (README, Trust)
-                state = torch.load(rng_path, weights_only=False)
+            try:  # plain data only (weights_only): a file that names anything else restores nothing
+                state = read_state(rng_path)
             except Exception:
                 state = None
             ok = isinstance(state, dict) and state.get("epoch") == trainer.start_epoch - 1

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import yaml
 
+from .atomic import DIR_MODE, write_atomic
 from .errors import DatasetError
-from .variants import DIR_MODE, write_atomic
 
 BUILTIN = "builtin"
 BUILTIN_VERSION = 1  # bump when the generator changes, so cached copies and run keys change with it

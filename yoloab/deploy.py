@@ -4,7 +4,11 @@ For every variant and runtime other than `torch`:
 
 - the variant is exported with Ultralytics' own `Exporter` into `<results>/exports/`, keyed by a hash over the model
   definition, its weights, the export settings and the library versions; a finished export (ok or failed) is stored
-  with an `export.json` and found again by the next run instead of exporting again;
+  with an `export.json` (with each artifact file's size and SHA-256) and found again by the next run instead of
+  exporting again; a cached artifact that no longer matches them (cut short, changed) or, made before they were
+  kept, no longer loads, is moved to `<results>/damaged/` and exported again; the temporary folder of an export whose
+  process is gone (killed) is removed by the next export; a full disk or read-only folder is a `StorageError`, never
+  an export failure of the variant;
 - the export status is `ok` or `failed: <one line>` (the unsupported operator, or the first line of the error, and
   the row of the model it came from where the exporter says);
 - parity is max |exported - PyTorch| / max |PyTorch| over the raw head output (boxes and class scores before NMS) on
@@ -19,12 +23,14 @@ requirement checks are switched off during the export (`yoloab._ultralytics.expo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import json
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
@@ -37,7 +43,9 @@ import torch
 from torch import nn
 
 from ._ultralytics import export_model, tensorrt_runner, ultralytics_version
-from .errors import MissingExtraError, UnknownRuntimeError, did_you_mean
+from .errors import MissingExtraError, StorageError, UnknownRuntimeError, did_you_mean
+from .results import quarantine
+from .safepaths import inside
 
 RUNTIMES = ("torch", "onnxruntime", "openvino", "tensorrt")
 FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "engine"}
@@ -110,6 +118,8 @@ class Export:
         size_mb: its size on disk (MB, 1e6 bytes).
         seconds: how long the export took when it was made.
         cached: found in the cache by this run.
+        files: each artifact file (relative to the export's folder) -> [bytes, SHA-256]; None for a failed export
+            and for exports cached before this was kept.
     """
 
     status: str
@@ -117,6 +127,7 @@ class Export:
     size_mb: float | None = None
     seconds: float | None = None
     cached: bool = False
+    files: dict[str, list[Any]] | None = None
 
 
 def model_digest(model: nn.Module) -> str:
@@ -178,7 +189,7 @@ def export(
     """Export a variant for a runtime, or find the export a previous run made with the same key.
 
     The export is made in a temporary folder next to its final place and renamed there with its `export.json`, so a
-    killed run never leaves a half-written artifact in the cache.
+    killed run never leaves a half-written artifact in the cache. A cached export is checked first (see `_cached`).
 
     Args:
         model: the built (unfused) model; not changed.
@@ -190,35 +201,174 @@ def export(
         half: fp16 export.
         device: where the export runs (TensorRT builds on the GPU).
         digest: `model_digest(model)`, when the caller has it already.
+
+    Raises:
+        StorageError: the exports folder cannot take the artifact (full disk, read-only); nothing is left behind.
     """
     key = export_key(digest or model_digest(model), runtime, imgsz, batch, half, device)
-    final = root / f"{name}-{FORMATS[runtime]}-b{batch}-{key}"
-    record = final / "export.json"
-    if record.is_file():
-        found = Export(**json.loads(record.read_text()))
-        found.cached = True
-        if found.path is None or (final / found.path).exists():
-            found.path = str(final / found.path) if found.path else None
-            return found
-        shutil.rmtree(final, ignore_errors=True)  # an artifact deleted by hand: export again
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    # root is <results>/exports: neither it nor an export in it is followed through a symlink
+    final = inside(root.parent, root / f"{name}-{FORMATS[runtime]}-b{batch}-{key}", "export")
+    _remove_stale_tmp(root)
+    found = _cached(final, runtime)
+    if found is not None:
+        return found
+    # host and pid in the name: a later export removes the folder only once its process is gone
+    tmp = inside(root.parent, root / f".tmp-{final.name}@{_HOST}.{os.getpid()}", "export")
     dev = "cpu" if device.type == "cpu" else str(device.index or 0)
-    t0 = time.perf_counter()
     try:
-        made = export_model(model, FORMATS[runtime], tmp / name, imgsz, batch, half, dev)
-        result = Export("ok", made.name, round(_size_mb(made), 3), round(time.perf_counter() - t0, 2))
-    except Exception as err:  # any exporter failure is a result of the variant, recorded as one line
-        result = Export(f"failed: {failure_reason(err)}", seconds=round(time.perf_counter() - t0, 2))
-    (tmp / "export.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
-    try:
-        os.replace(tmp, final)
-    except OSError:  # another run stored the same key meanwhile: keep theirs
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        t0 = time.perf_counter()
+        try:
+            made = export_model(model, FORMATS[runtime], tmp / name, imgsz, batch, half, dev)
+            result = Export("ok", made.name, round(_size_mb(made), 3), round(time.perf_counter() - t0, 2))
+            result.files = _manifest(tmp)
+        except Exception as err:  # any exporter failure is a result of the variant, recorded as one line
+            if (full := _storage_failure(err)) is not None:  # ...except the disk's: that is no property of the model
+                raise StorageError(f"cannot export {name} for {runtime} into {root}: {full}") from err
+            result = Export(f"failed: {failure_reason(err)}", seconds=round(time.perf_counter() - t0, 2))
+        (tmp / "export.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another run stored the same key meanwhile: keep theirs (tmp is removed below)
+            pass
+    except OSError as err:
+        raise StorageError(f"cannot store the export of {name} for {runtime} in {root}: {_reason(err)}") from err
+    finally:  # a failed or interrupted export leaves nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
     result.path = str(final / result.path) if result.path else None
     return result
+
+
+_HOST = socket.gethostname()
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _reason(err: OSError) -> str:
+    return "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+
+
+def _storage_failure(err: BaseException) -> str | None:
+    """Why an exporter error is the disk's (full, over quota, read-only), or None when it is the model's.
+
+    The exporter may raise the OSError itself, chain it, or only repeat its text in another error.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in _STORAGE_ERRNOS:
+            return _reason(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = str(err)
+    return next((os.strerror(code) for code in _STORAGE_ERRNOS if os.strerror(code) in text), None)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale_tmp(root: Path) -> None:
+    """Remove the temporary folders of exports on this machine whose process is gone (killed mid-export)."""
+    if not root.is_dir():
+        return
+    for tmp in root.glob(".tmp-*"):
+        name, at, owner = tmp.name.rpartition("@")
+        host, _, pid = owner.rpartition(".") if at else (_HOST, "", tmp.name.rpartition("-")[2])  # older: no host
+        if host == _HOST and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest(folder: Path) -> dict[str, list[Any]]:
+    """Size and SHA-256 of every file of an export (its `export.json` aside), by path relative to the folder."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "export.json")
+    return {p.relative_to(folder).as_posix(): [p.stat().st_size, _sha256(p)] for p in files}
+
+
+def _inside(relative: Any) -> bool:
+    """Whether a path from `export.json` stays inside the export's folder."""
+    if not isinstance(relative, str) or not relative:
+        return False
+    path = Path(relative)
+    return not path.is_absolute() and ".." not in path.parts
+
+
+def _artifact_problem(final: Path, found: Export, runtime: str) -> str | None:
+    """Why a cached export cannot be used as it is, or None."""
+    if not isinstance(found.status, str) or not (found.path is None or _inside(found.path)):
+        return "export.json is not an export record"
+    if found.path is None:
+        return None  # a recorded failure
+    if not (final / found.path).exists():
+        return f"{found.path} is missing"
+    if found.files is None:  # cached before sizes and checksums were kept: it must at least load
+        return _load_problem(runtime, final / found.path)
+    if not isinstance(found.files, dict) or not found.files:
+        return "export.json lists no files"
+    for relative, entry in found.files.items():
+        if not _inside(relative) or not (isinstance(entry, list) and len(entry) == 2):
+            return "export.json is not an export record"
+        path, (size, digest) = final / relative, entry
+        if not path.is_file():
+            return f"{relative} is missing"
+        if path.stat().st_size != size:
+            return f"{relative} is {path.stat().st_size} bytes, {size} when exported"
+        if _sha256(path) != digest:
+            return f"{relative} differs from the exported file (SHA-256)"
+    return None
+
+
+def _load_problem(runtime: str, path: Path) -> str | None:
+    """Why an artifact does not load in its runtime's reader, or None (TensorRT engines are not checked)."""
+    try:
+        if runtime == "onnxruntime":
+            import onnx
+
+            onnx.checker.check_model(onnx.load(str(path)), full_check=False)
+        elif runtime == "openvino":
+            import openvino as ov
+
+            ov.Core().read_model(next(path.glob("*.xml")))
+    except Exception as err:  # whatever the reader says, the file is not the one exported
+        return f"it does not load: {type(err).__name__}"
+    return None
+
+
+def _cached(final: Path, runtime: str) -> Export | None:
+    """The export stored in `final`, checked; None when there is none, or it was damaged and moved aside."""
+    if not final.exists():
+        return None
+    try:
+        found = Export(**json.loads((final / "export.json").read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        problem: str | None = "no export.json"
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as err:
+        problem = f"export.json unreadable: {type(err).__name__}"
+    else:
+        problem = _artifact_problem(final, found, runtime)
+    if problem is not None:
+        quarantine(final, problem, "export", "it is exported again")
+        return None
+    found.cached = True
+    found.path = str(final / found.path) if found.path else None
+    return found
 
 
 # --------------------------------------------------------------------------------------------------------------------

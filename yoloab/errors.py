@@ -59,6 +59,14 @@ class ModelRowError(ModelConfigError):
     """A model yaml row whose arguments cannot be what its module expects (a non-numeric channel count)."""
 
 
+class RowFormError(ModelConfigError):
+    """A model yaml row whose arguments do not fit its module's row form (their count, or a type): a model config error.
+
+    Not a `ModelRowError`: a row written for another version of a module (a Conv-style `[c2, k, s]` for SPDConv)
+    exits with the model-config code, 3.
+    """
+
+
 class VariantNameError(YoloabError):
     """A variant name that cannot be a file name inside the results directory (a path separator or `..`)."""
 
@@ -91,6 +99,10 @@ class ProfileInputError(YoloabError):
     """An image size, batch or device that cannot be profiled."""
 
 
+class OptionValueError(YoloabError):
+    """A command-line value that no command can use, refused while the options are read (`--nc 0`)."""
+
+
 class ResultsError(YoloabError):
     """A results directory that is missing, empty or holds nothing matching the request."""
 
@@ -99,8 +111,16 @@ class ReportInputError(YoloabError):
     """A report option naming something that does not exist (an unknown `--columns` name)."""
 
 
+class OutputPathError(ResultsError):
+    """An output folder (`--out`) that is a file, or lies under one: bad input, like a missing results directory."""
+
+
 class StorageError(YoloabError):
     """A results directory that cannot be written: not a folder, read-only, or out of space."""
+
+
+class UnsafePathError(StorageError):
+    """A path under the results directory that is a symlink, lies under one, or leads outside it: never followed."""
 
 
 class YoloabWarning(UserWarning):
@@ -109,6 +129,20 @@ class YoloabWarning(UserWarning):
 
 class PretrainedError(YoloabError):
     """A `--pretrained` file that is missing, is not an Ultralytics checkpoint, or belongs to another base model."""
+
+
+class UnsafeCheckpointError(YoloabError):
+    """A checkpoint naming objects outside the safe unpickler's allow-list (unpickling them could run code).
+
+    Attributes:
+        path: the file, which was not loaded.
+        names: the objects it names that are not allowed (`posix.system`).
+    """
+
+    def __init__(self, message: str, path: object = None, names: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.names = list(names or [])
 
 
 class UnknownRuntimeError(YoloabError):

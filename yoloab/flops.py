@@ -7,6 +7,9 @@
   so it costs no arithmetic, and repeated ops are served from a cache of their output shapes; where a model cannot run
   on meta it falls back to a real forward pass.
 - `gmacs`: multiply-adds, `gflops_aten / 2` (FlopCounterMode counts only products: convs, matmuls, attention).
+- `gflops_published`: the part of the fused model's `gflops_aten_fused` that published tables count (Ultralytics' docs,
+  the YOLOv10 paper): convolutions and linear layers, no attention matmuls (`PUBLISHED_OPS`); where the two differ by
+  more than `ATTENTION_TOLERANCE`, `attention_note` says by how much and which rows hold the attention.
 - Where the two differ by more than `FLOP_TOLERANCE`, the row is flagged and the layers responsible are named.
 - These count the model as trained; `*_fused` count it after `fuse()` (BatchNorm folded, RepVGG branches merged; for
   YOLOv10/YOLO26 one detection branch dropped, which `fuse_note` says).
@@ -16,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -27,7 +32,22 @@ from ._ultralytics import fuse_drops
 from .variants import count_params
 
 FLOP_TOLERANCE = 0.05
-DEPLOYED_KEYS = ("params_fused", "gflops_fused", "gflops_fused_error", "gflops_aten_fused", "gmacs_fused")
+ATTENTION_TOLERANCE = 0.01
+"""`attention_note` is set where attention matmuls are more than this share of `gflops_aten_fused`."""
+DEPLOYED_KEYS = (
+    "params_fused", "gflops_fused", "gflops_fused_error", "gflops_aten_fused", "gmacs_fused",
+    "gflops_published", "attention_note",
+)  # fmt: skip
+_aten = torch.ops.aten
+PUBLISHED_OPS = frozenset({
+    _aten.convolution, _aten._convolution, _aten.convolution_overrideable, _aten.cudnn_convolution,
+    _aten._slow_conv2d_forward, _aten.mm, _aten.addmm, _aten._scaled_mm,
+})  # fmt: skip
+"""The ops FlopCounterMode counts that published FLOP tables count too: every convolution (`nn.Conv*`, `F.conv*`) and
+every 2-D matrix product, which is what `nn.Linear`/`F.linear` become (a linear layer on a 3-D or 4-D input is folded
+into one `mm`). Left out are the batched products (`bmm`, `baddbmm`) and the scaled-dot-product/flash/flex attention
+kernels: the products of activations with activations that attention computes (YOLOv10's PSA, YOLO11's C2PSA, YOLO12's
+A2C2f, EMA's matmul). docs/flops-conventions.md checks the rule against the published tables."""
 
 
 def model_stride(model: nn.Module) -> int:
@@ -69,6 +89,37 @@ def on_meta(model: nn.Module) -> Iterator[nn.Module]:
             m._buffers.update(buffers)
             m.__dict__.clear()
             m.__dict__.update(attrs)
+
+
+class _HostData(TorchFunctionMode):
+    """Under `torch.device("meta")`, keep tensors made from data (`torch.tensor(...)`) on the host, values and all."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.tensor and kwargs.get("device") is None:
+            kwargs["device"] = "cpu"
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def building_on_meta() -> Iterator[None]:
+    """Build (and fuse) models on the meta device: the same modules and shapes, no storage, no arithmetic.
+
+    Every parameter and buffer a model allocates in the block is a storage-less meta tensor, so a large model's
+    parameters and FLOPs (`count_params`, `aten_count`) are counted in a fraction of its real build time (Ultralytics'
+    build runs a forward pass at 256 px to find the strides: 26 s for yolov8x on a busy 2-core CPU, 1 s on meta).
+    Tensors made from data, `torch.tensor(...)`, stay on the host: Ultralytics builds a Detect head's strides that way
+    and then reads them. For counting only: the weights have no values, and a module whose construction reads tensor
+    values (`.item()`) cannot be built in the block.
+
+    Example:
+        >>> with building_on_meta():
+        ...     fused = build(baseline(base_models()["yolo12s"])).fuse(verbose=False)
+        >>> round(aten_count(fused, 640).published, 2)  # Ultralytics' docs: 21.4
+        21.38
+    """
+    with torch.device("meta"), _HostData(), _MetaMemo():  # the memo serves the stride pass's and fuse()'s repeats
+        yield
 
 
 _MetaOutputs = tuple[tuple[tuple[int, ...], tuple[int, ...], torch.dtype], ...]
@@ -174,6 +225,23 @@ def _count_on_meta(model: nn.Module, imgsz: int, memo: bool) -> FlopCounterMode:
     return counter
 
 
+@dataclass(frozen=True)
+class AtenCount:
+    """One FlopCounterMode count of a model, in GFLOPs: every product, and the part published tables count.
+
+    Attributes:
+        total: every op FlopCounterMode counts (convolutions, matrix products, attention).
+        per_layer: `total` per top-level layer index.
+        published: the ops of `PUBLISHED_OPS` (convolutions and linear layers, no attention matmuls).
+        published_per_layer: `published` per top-level layer index.
+    """
+
+    total: float
+    per_layer: dict[int, float]
+    published: float
+    published_per_layer: dict[int, float]
+
+
 def aten_flops(model: nn.Module, imgsz: int, memo: bool = True) -> tuple[float, dict[int, float]]:
     """Count FLOPs with FlopCounterMode at the real input size, in eval mode.
 
@@ -184,6 +252,18 @@ def aten_flops(model: nn.Module, imgsz: int, memo: bool = True) -> tuple[float, 
 
     Returns:
         Total GFLOPs and GFLOPs per top-level layer index.
+    """
+    count = aten_count(model, imgsz, memo)
+    return count.total, count.per_layer
+
+
+def aten_count(model: nn.Module, imgsz: int, memo: bool = True) -> AtenCount:
+    """`aten_flops` with the published convention's part of the same count (`PUBLISHED_OPS`), from one forward pass.
+
+    Args:
+        model: the model (put in eval mode).
+        imgsz: square input size.
+        memo: serve repeated meta ops from `_MetaMemo` (same counts, less time; off only to test exactly that).
     """
     model = model.eval()
     counter = None
@@ -201,12 +281,15 @@ def aten_flops(model: nn.Module, imgsz: int, memo: bool = True) -> tuple[float, 
             with torch.inference_mode(), FlopCounterMode(display=False) as counter:
                 model(x)
     prefix = f"{type(model).__name__}.model."
-    per_layer = {}
-    for key, counts in counter.get_flop_counts().items():
+    per_layer, published_per_layer = {}, {}
+    by_module = counter.get_flop_counts()
+    for key, counts in by_module.items():
         rest = key[len(prefix) :] if key.startswith(prefix) else ""
         if rest.isdigit():
             per_layer[int(rest)] = sum(counts.values()) / 1e9
-    return counter.get_total_flops() / 1e9, per_layer
+            published_per_layer[int(rest)] = sum(n for op, n in counts.items() if op in PUBLISHED_OPS) / 1e9
+    published = sum(n for op, n in by_module.get("Global", {}).items() if op in PUBLISHED_OPS) / 1e9
+    return AtenCount(counter.get_total_flops() / 1e9, per_layer, published, published_per_layer)
 
 
 def ultralytics_flops(model: nn.Module, imgsz: int) -> float:
@@ -272,7 +355,7 @@ def flop_counts(model: nn.Module, imgsz: int) -> dict[str, Any]:
         `gflops` (Ultralytics; None with `gflops_error` when it fails, never 0.0), `gflops_aten`, `gmacs`,
         `flops_flag` (they differ by more than `FLOP_TOLERANCE`) and `flops_note` (the rows responsible, when flagged).
     """
-    out = _costs(model, imgsz)
+    out, _ = _costs(model, imgsz)
     gap = None if out["gflops"] is None else abs(out["gflops"] - out["gflops_aten"]) / max(out["gflops_aten"], 1e-9)
     out["flops_flag"] = bool(gap is not None and gap > FLOP_TOLERANCE)
     out["flops_note"] = flop_disagreement(model) if out["flops_flag"] else None
@@ -280,20 +363,53 @@ def flop_counts(model: nn.Module, imgsz: int) -> dict[str, Any]:
 
 
 def deployed_counts(fused: nn.Module, imgsz: int) -> dict[str, Any]:
-    """The `DEPLOYED_KEYS` of a model after `fuse()`: params and both GFLOPs counts of what is deployed."""
-    return {"params_fused": count_params(fused), **_costs(fused, imgsz, "_fused")}
+    """The `DEPLOYED_KEYS` of a model after `fuse()`: params and the GFLOPs counts of what is deployed.
+
+    Besides both counts of `_costs`, `gflops_published` (the published tables' convention, `PUBLISHED_OPS`) and
+    `attention_note` (`attention_note`), both from the same FlopCounterMode pass as `gflops_aten_fused`.
+    """
+    costs, count = _costs(fused, imgsz, "_fused")
+    out = {"params_fused": count_params(fused), **costs}
+    out.update(gflops_published=count.published, attention_note=attention_note(fused, count))
+    return out
 
 
-def _costs(model: nn.Module, imgsz: int, suffix: str = "") -> dict[str, Any]:
-    """`gflops` (None with `gflops_error` when thop fails, never 0.0), `gflops_aten` and `gmacs`, keys + `suffix`."""
+def attention_note(model: nn.Module, count: AtenCount) -> str | None:
+    """Say how much of a count is attention matmuls, and in which rows, where that exceeds `ATTENTION_TOLERANCE`.
+
+    Published tables leave those products out (`PUBLISHED_OPS`), so a count that includes them is not comparable with
+    a table's figure: e.g. 'attention matmuls are 8.4% of the fused count (gflops_aten_fused 23.34, gflops_published
+    21.38; published tables quote the latter), rows 6, 8 (A2C2f)'. None when they are a smaller share or absent.
+    """
+    left_out = count.total - count.published
+    if count.total <= 0 or left_out <= ATTENTION_TOLERANCE * count.total:
+        return None
+    rows = [i for i, n in sorted(count.per_layer.items()) if n - count.published_per_layer.get(i, 0.0) > 0]
+    layers = getattr(model, "model", None)
+    kinds = sorted({type(layers[i]).__name__ for i in rows if isinstance(layers, nn.Sequential) and i < len(layers)})
+    where = f", row{'s' * (len(rows) > 1)} {', '.join(map(str, rows))}" if rows else ""
+    return (
+        f"attention matmuls are {left_out / count.total:.1%} of the fused count (gflops_aten_fused "
+        f"{count.total:.2f}, gflops_published {count.published:.2f}; published tables quote the latter){where}"
+        + (f" ({', '.join(kinds)})" if kinds and rows else "")
+    )
+
+
+def _costs(model: nn.Module, imgsz: int, suffix: str = "") -> tuple[dict[str, Any], AtenCount]:
+    """`gflops` (None with `gflops_error` when thop fails, never 0.0), `gflops_aten` and `gmacs`, keys + `suffix`.
+
+    Returns:
+        The keys, and the FlopCounterMode count `gflops_aten` comes from.
+    """
     out: dict[str, Any] = {}
     try:
         out[f"gflops{suffix}"], out[f"gflops{suffix}_error"] = ultralytics_flops(model, imgsz), None
     except Exception as err:  # stored, never printed as 0.0
         out[f"gflops{suffix}"], out[f"gflops{suffix}_error"] = None, f"{type(err).__name__}: {err}"
-    out[f"gflops_aten{suffix}"], _ = aten_flops(model, imgsz)
-    out[f"gmacs{suffix}"] = out[f"gflops_aten{suffix}"] / 2
-    return out
+    count = aten_count(model, imgsz)
+    out[f"gflops_aten{suffix}"] = count.total
+    out[f"gmacs{suffix}"] = count.total / 2
+    return out, count
 
 
 def fuse_note(model: nn.Module) -> str | None:
@@ -304,6 +420,6 @@ def fuse_note(model: nn.Module) -> str | None:
     heads = ", ".join(f"the {branch} branch of row {row} ({kind})" for row, kind, branch in drops)
     return (
         f"params, gflops and gflops_aten count both detection branches, as trained; fuse() drops {heads} "
-        "(both have the same shape); papers (YOLOv10's) and Ultralytics' docs quote the deployed model: "
-        "params_fused, gflops_fused"
+        "(both have the same shape); papers (YOLOv10's) and Ultralytics' docs quote the deployed model "
+        "(params_fused, gflops_fused) without its attention matmuls: params_fused, gflops_published"
     )

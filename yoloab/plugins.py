@@ -38,11 +38,14 @@ def load_plugin(path: str | Path) -> ModuleType:
         The imported module.
 
     Raises:
-        PluginError: the file is missing or raises on import; the message names the file and the error.
+        PluginError: the file is missing, is a directory, or raises on import; the message names the file and the
+            error.
     """
     path = Path(path).expanduser().resolve()
     if path in _loaded_files:
         return _loaded_files[path]
+    if path.is_dir():  # a package folder, say: importing its __init__.py would be a guess
+        raise PluginError(f"plugin {path} is a directory; a plugin must be a .py file that calls register_module")
     if not path.is_file():
         raise PluginError(f"plugin file not found: {path} (expected a Python file that calls register_module)")
     name = _module_name(path)

@@ -1,7 +1,8 @@
 """Measurements of built variants: parameters, FLOP counts (`yoloab.flops`), latency, throughput and memory.
 
 - FLOPs: `gflops` (Ultralytics' thop), `gflops_aten` (FlopCounterMode), `gmacs`, each as trained and after `fuse()`
-  (`*_fused`); see `yoloab.flops`.
+  (`*_fused`), and `gflops_published` (the fused model as published tables count it: no attention matmuls) with
+  `attention_note` where those matmuls are over 1% of the fused count; see `yoloab.flops`.
 - Latency: eval mode, fused, inference mode, fixed input, warm-up by time, median and IQR over interleaved rounds
   (CUDA events and `cudnn.benchmark` on GPU); throughput at batch N (at batch 1: from the latency pass); peak CUDA
   memory for inference and one training step.

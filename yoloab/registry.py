@@ -9,6 +9,7 @@ usable in Ultralytics yaml rows once `yoloab` is imported (see `yoloab._ultralyt
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,133 @@ class Placement:
         return f"{self.scope}:{levels}" if levels else self.scope
 
 
+_PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+
+
+@dataclass(frozen=True)
+class RowArg:
+    """One argument of a module's yaml row, read from its constructor's signature.
+
+    Attributes:
+        name: the constructor parameter (`c2` for the width-scaled output channels of a `conv`-rule row).
+        types: the plain types its annotation allows (`int`, `float`, `bool`, `str`, `None`); empty when it names
+            anything else (a class, a callable) or nothing, and then any value is accepted.
+        required: whether the constructor has no default for it.
+        default: the default, shown in the row form (`k=3`); None when required.
+    """
+
+    name: str
+    types: tuple[type, ...] = ()
+    required: bool = True
+    default: object = None
+
+    def __str__(self) -> str:
+        if self.required:
+            return self.name
+        return f"{self.name}={self.default.__name__ if isinstance(self.default, type) else repr(self.default)}"
+
+    def accepts(self, value: object) -> bool:
+        """Whether a yaml value (after Ultralytics' own reading of strings) fits this argument's annotation."""
+        if not self.types:
+            return True
+        if isinstance(value, bool):
+            return bool in self.types
+        if isinstance(value, int):
+            return int in self.types or float in self.types
+        return isinstance(value, tuple(t for t in self.types if t is not int and t is not bool))
+
+    def expected(self) -> str:
+        """What belongs in this slot, for messages (`an int`, `a bool`, `a float or None`)."""
+        names = [{"NoneType": "None", "str": "string"}.get(t.__name__, t.__name__) for t in self.types]
+        article = "an" if names[0][0] in "aeiou" else "a"
+        return f"{article} {' or '.join(names)}"
+
+
+@dataclass(frozen=True)
+class RowNote:
+    """A yaml row form that is valid for a module but that a well-known public version of it reads differently.
+
+    The row builds; yoloab warns once, in one line, saying what it builds and how the public version differs.
+
+    Attributes:
+        says: the warning, after the row's place and arguments.
+        count: the number of yaml arguments the note is about (SPDConv: 1, the tutorials' `[c2]`); None: any count.
+        first_at_least: the note applies only when the first argument is a number at least this large (an attention
+            row given a channel count where yoloab reads a hyper-parameter); None: any first argument.
+    """
+
+    says: str
+    count: int | None = None
+    first_at_least: float | None = None
+
+    def applies(self, args: list) -> bool:
+        """Whether the note is about a row with these yaml arguments."""
+        if self.count is not None and len(args) != self.count:
+            return False
+        if self.first_at_least is None:
+            return self.count is not None or bool(args)
+        first = args[0] if args else None
+        return isinstance(first, (int, float)) and not isinstance(first, bool) and first >= self.first_at_least
+
+
+def channel_count_note(name: str, first: str) -> RowNote:
+    """The note of a c1 -> c1 module (attention) whose first yaml argument is a hyper-parameter, not channels.
+
+    Public YOLO yaml files give attention rows a channel count (`[-1, 1, EMA, [256]]`, `[-1, 1, CoordAtt, [512]]`),
+    which their edited `parse_model` passes as the module's channels; yoloab takes the channels from the input and
+    would read that number as the first hyper-parameter. A first argument of 64 or more is taken for such a count.
+
+    Args:
+        name: the registered name (`EMA`).
+        first: the constructor's first parameter after c1 (`factor`).
+    """
+    return RowNote(
+        f"yoloab builds {name} on the input's channels with {first} set to this number; public YOLO yaml files "
+        f"put {name}'s channel count there, which yoloab does not take: write [] for the defaults, or [{first}]",
+        first_at_least=64,
+    )
+
+
+def read_row_form(cls: type, channels: str) -> tuple[RowArg, ...] | None:
+    """A module's yaml row form: its constructor's positional parameters after the ones Ultralytics fills in.
+
+    A `conv`-rule row is `[c2, *rest]` (c1 comes from the input), a `same`- or `input`-rule row is `[*rest]`.
+
+    Returns:
+        The row's arguments in order, or None when the constructor takes `*args` or cannot be inspected (then
+        nothing is checked).
+    """
+    try:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # drop self
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    skip = 2 if channels == "conv" else 1
+    if len(positional) < skip:
+        return None
+    head = (RowArg("c2", (int,)),) if channels == "conv" else ()
+    return head + tuple(
+        RowArg(
+            p.name,
+            _annotation_types(p.annotation),
+            p.default is inspect.Parameter.empty,
+            None if p.default is inspect.Parameter.empty else p.default,
+        )
+        for p in positional[skip:]
+    )
+
+
+def _annotation_types(annotation: object) -> tuple[type, ...]:
+    """The plain types of an annotation such as `int | None` (a string under postponed evaluation); () for others."""
+    if annotation is inspect.Parameter.empty:
+        return ()
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    tokens = [t.strip() for t in text.split("|")]
+    return tuple(_PLAIN_TYPES[t] for t in tokens) if all(t in _PLAIN_TYPES for t in tokens) else ()
+
+
 @dataclass(frozen=True)
 class ModuleEntry:
     """A registered module and its metadata.
@@ -73,6 +201,10 @@ class ModuleEntry:
         hosts: for a block module, the rows whose inner blocks it can replace (`C2f`, `C3k2`, `C3`, `C2PSA`).
         origin: `file:line` where the module was registered.
         builtin: whether yoloab ships it (plugins are not builtin).
+        row_form: the arguments of its yaml row, read from the constructor at registration (`[c2, k=3]` for
+            SPDConv); None when the constructor takes `*args` (nothing is checked).
+        row_notes: row forms that build here but mean something else in a well-known public version of the module;
+            each gives one warning line when a yaml row uses it.
     """
 
     name: str
@@ -89,6 +221,38 @@ class ModuleEntry:
     origin: str = ""
     builtin: bool = False
     extra: dict = field(default_factory=dict, compare=False)
+    row_form: tuple[RowArg, ...] | None = None
+    row_notes: tuple[RowNote, ...] = ()
+
+    @property
+    def row_form_text(self) -> str:
+        """The yaml row form as documented (`[c2, k=3]`, `[reduction=16, kernel_size=7]`, `[...]` when unknown)."""
+        if self.row_form is None:
+            return "[...]"
+        return f"[{', '.join(map(str, self.row_form))}]"
+
+    def row_mismatch(self, args: list) -> str | None:
+        """Why a yaml row's arguments do not fit the module's row form (the count or a type), or None when they do.
+
+        Args:
+            args: the row's arguments with strings read as Ultralytics reads them (`nc`, Python literals).
+        """
+        form = self.row_form
+        if form is None:
+            return None
+        if len(args) > len(form):
+            return f"{len(args)} arguments where {self.name} takes at most {len(form)}"
+        missing = [a.name for a in form[len(args) :] if a.required]
+        if missing:
+            return f"no {', '.join(missing)}, which {self.name} needs"
+        for arg, value in zip(form, args, strict=False):
+            if not arg.accepts(value):
+                return f"{arg.name} is {value!r} where {arg.expected()} belongs"
+        return None
+
+    def row_note(self, args: list) -> str | None:
+        """The warning of the first `row_notes` entry about a row with these arguments, or None."""
+        return next((note.says for note in self.row_notes if note.applies(args)), None)
 
     @property
     def article_rules(self) -> tuple[Placement, ...]:
@@ -157,6 +321,7 @@ class Registry:
         options: dict[str, tuple] | None = None,
         recorded: tuple[str, ...] = (),
         hosts: tuple[str, ...] | None = None,
+        row_notes: tuple[RowNote, ...] = (),
     ) -> Callable[[type[nn.Module]], type[nn.Module]] | type[nn.Module]:
         """Register a module class; usable as `@register(...)` or `register(Cls, ...)`.
 
@@ -172,6 +337,7 @@ class Registry:
             options: name suffixes of a backbone, each with the yaml args it appends after the size.
             recorded: attributes of the built module to record with every measurement.
             hosts: for a block module, the host rows it fits (default `BLOCK_HOSTS`; add `C2PSA` for PSABlock).
+            row_notes: row forms that a well-known public version of the module reads differently (a warning each).
 
         Returns:
             The class unchanged (decorator use) or the decorator.
@@ -218,6 +384,8 @@ class Registry:
                 hosts=tuple(hosts) if hosts is not None else (BLOCK_HOSTS if role == "block" else ()),
                 origin=origin,
                 builtin=where.is_relative_to(_PACKAGE_DIR),
+                row_form=read_row_form(klass, spec.channels),
+                row_notes=tuple(row_notes),
             )
             self.add(entry)
             return klass

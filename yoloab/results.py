@@ -14,8 +14,10 @@ Layout of a results directory:
 - `variants/<variant>-<hash>.yaml`: the exact yaml each run trained.
 - `locks/<key>.lock`: held while a run trains (by the driver and its worker), so two sweeps sharing the directory
   never train the same run; `locks/<key>.worker/` is a `--devices` worker's exchange folder while it runs.
-- `damaged/`: records that could not be read (cut short, NUL-filled, not a record), moved aside and kept: the run
-  counts as not done and trains again; a profile record is measured again.
+- `damaged/`: files that could not be read, moved aside and kept (never deleted): records cut short, NUL-filled, not
+  a record, or with a field of the wrong type (`record_problem`), the run's record with damaged per-image statistics,
+  and damaged cached exports (`yoloab.deploy`). The run counts as not done and trains again (a report leaves it
+  out); a profile record is measured again; an export is made again.
 
 Every file appears whole or not at all (written to a temporary name, then renamed), so readers and concurrent
 writers never see a partial record.
@@ -29,7 +31,8 @@ Keys of a run record (`RUN_KEYS`): identity (`kind`='run', `key`, `sweep`, `vari
 checkpoint (`map50`, `map50_95`, `precision`, `recall`, `best_epoch`, `epochs_done`), speed (`train_time_s`,
 `images_per_s`), cost as trained (`params`, `gflops`, `gflops_aten`, `gmacs`, `flops_imgsz`, `flops_flag`,
 `flops_note`) and as deployed after `fuse()` (`params_fused`, `gflops_fused`, `gflops_aten_fused`, `gmacs_fused`,
-`fuse_note`), module settings (`save_memory`: RevCol's reversible training, None without RevCol), pretrained
+`gflops_published`: the published tables' convention, `attention_note`, `fuse_note`), module settings
+(`save_memory`: RevCol's reversible training, None without RevCol), pretrained
 weights (`pretrained` {path, sha256}, `transferred_tensors`, `total_tensors`, `transferred_params`, `fresh_rows`,
 `partial_rows`; all None for runs from scratch, see `yoloab.transfer`), provenance (`run_dir`, `resumed`: whether
 the run was interrupted and resumed, `resumed_from_epoch`: epochs done before, `rng_restored`: the state a resume put
@@ -38,12 +41,16 @@ back (see `yoloab.callbacks`), `started`, `finished`, `device_name`, `torch`, `u
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
 import time
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,8 +58,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import StorageError, YoloabWarning
-from .variants import FILE_MODE, copy_atomic, write_atomic
+from .atomic import FILE_MODE, copy_atomic, write_atomic
+from .errors import OutputPathError, StorageError, YoloabWarning
+from .safepaths import inside
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,7 +73,8 @@ RUN_KEYS = (
     "map50", "map50_95", "precision", "recall", "best_epoch", "epochs_done",
     "train_time_s", "images_per_s",
     "params", "gflops", "gflops_aten", "gmacs", "flops_imgsz", "flops_flag", "flops_note",
-    "params_fused", "gflops_fused", "gflops_aten_fused", "gmacs_fused", "fuse_note", "save_memory",
+    "params_fused", "gflops_fused", "gflops_aten_fused", "gmacs_fused", "gflops_published", "attention_note",
+    "fuse_note", "save_memory",
     "pretrained", "transferred_tensors", "total_tensors", "transferred_params", "fresh_rows", "partial_rows",
     "run_dir", "resumed", "resumed_from_epoch", "rng_restored",
     "started", "finished", "device_name", "torch", "ultralytics", "yoloab", "python",
@@ -87,6 +96,7 @@ def check_writable(results_dir: str | Path) -> None:
     """
     root = Path(results_dir)
     for path in (root, root / "runs", root / "profile"):
+        inside(root, path, "results folder")  # a symlinked runs/ or profile/ would take every record elsewhere
         if path.exists() and not path.is_dir():
             raise StorageError(f"--results {root}: '{path}' is a file; expected a folder (or a path to create)")
     if not root.exists():
@@ -100,6 +110,78 @@ def check_writable(results_dir: str | Path) -> None:
         os.unlink(probe)
     except OSError as err:
         raise StorageError(f"--results {root} cannot be written: {_why(err)}") from err
+
+
+def check_out_dir(out_dir: str | Path, option: str = "--out") -> None:
+    """Make sure a folder for output files can be made and written, before any work (a full disk shows only later).
+
+    Raises:
+        OutputPathError: it, or a folder above it, is a file.
+        StorageError: it, or the folder it would be made in, cannot be written (read-only, no permission).
+    """
+    out = Path(out_dir)
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())  # "/" exists
+    if not existing.is_dir():
+        what = "is a file" if existing == out else f"lies under a file, '{existing}'"
+        raise OutputPathError(f"{option} {out} {what}; expected a folder (or a path to create)")
+    if existing != out:  # permission bits do not bind root, but access() does see a read-only mount
+        if not os.access(existing, os.W_OK | os.X_OK):
+            why = "on a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "not writable"
+            raise StorageError(f"{option} {out} cannot be created: '{existing}' is {why}")
+        return
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise StorageError(f"{option} {out} cannot be written: {_why(err)}") from err
+
+
+def write_files(out_dir: str | Path, files: dict[str, str | bytes], what: str, option: str = "--out") -> list[Path]:
+    """Write a set of files into a folder, all or none: each to a temporary name first, then all renamed into place.
+
+    A full disk or a read-only place leaves no new file behind (nor a folder this call created); files already there
+    are replaced only once every new one is whole.
+
+    Args:
+        out_dir: the folder, created if missing.
+        files: file name -> content (text is written as UTF-8).
+        what: how to name the files in an error ("the report").
+        option: the option that named the folder, for the error.
+
+    Returns:
+        The files written, in order.
+
+    Raises:
+        OutputPathError: the folder, or one above it, is a file.
+        StorageError: the files cannot be written (read-only, full disk).
+    """
+    out = Path(out_dir)
+    check_out_dir(out, option)
+    created = [p for p in (out, *out.absolute().parents) if not p.exists()]
+    staged: list[tuple[str, Path]] = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+            staged.append((name, Path(tmp)))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content.encode("utf-8") if isinstance(content, str) else content)
+            os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would hide the files from a web server or a colleague
+        for name, tmp in staged:
+            os.replace(tmp, out / name)
+    except BaseException as err:
+        for _, tmp in staged:
+            tmp.unlink(missing_ok=True)
+        for folder in created:  # deepest first; only the folders this call made, and only if empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(err, NotADirectoryError):
+            raise OutputPathError(f"{option} {out} is not a folder: a folder above it is a file") from err
+        if isinstance(err, OSError):
+            raise StorageError(f"cannot write {what} to {out}: {_why(err)}; nothing was written") from err
+        raise
+    return [out / name for name in files]
 
 
 def _write(path: Path, text: str, what: str) -> None:
@@ -129,55 +211,144 @@ def store_profile(records: list[dict[str, Any]], results_dir: str | Path) -> lis
     for record in records:
         if record.get("reused"):
             continue
-        path = profile_path(results_dir, record["key"])
+        path = inside(results_dir, profile_path(results_dir, record["key"]), "profile record")
         _write(path, json.dumps(record, indent=1, default=str) + "\n", f"the profile record of {record.get('variant')}")
         paths.append(path)
     return paths
 
 
-def quarantine(path: Path, why: str) -> Path | None:
+def _move_aside(path: Path) -> Path:
+    """Move a file or folder to `damaged/` beside its folder, under a new name if one is there already.
+
+    Raises:
+        OSError: it cannot be moved (FileNotFoundError: another process moved it first).
+    """
+    target = inside(path.parent.parent, path.parent.parent / "damaged" / path.name, "damaged-files folder")
+    target.parent.mkdir(exist_ok=True)
+    if target.exists() or target.is_symlink():
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = target.with_name(f"{path.stem}-{stamp}-{os.getpid()}{path.suffix}")
+    os.replace(path, target)
+    return target
+
+
+def quarantine(
+    path: Path, why: str, what: str = "record", redo: str | None = None, also: tuple[Path, ...] = ()
+) -> Path | None:
     """Move a damaged results file to `damaged/` beside `runs/` (kept, never deleted) and warn once, naming it.
+
+    Args:
+        path: the damaged file or folder (`runs/<key>.json`, `runs/<key>.npz`, `profile/<key>.json`, an export).
+        why: what is wrong with it.
+        what: how the warning names it.
+        redo: what happens next (default: the run counts as not done, or the profile as not measured).
+        also: files that go with it (the record of damaged statistics), moved too and named in the same line.
 
     Returns:
         Where it went, or None when it could not be moved (it is then left in place and only warned about).
     """
-    target = path.parent.parent / "damaged" / path.name
     try:
-        target.parent.mkdir(exist_ok=True)
-        if target.exists():
-            target = target.with_name(f"{path.stem}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}{path.suffix}")
-        os.replace(path, target)
+        target = _move_aside(path)
+        moved = [_move_aside(p) for p in also if p.exists()]
     except FileNotFoundError:  # another sweep moved it first
         return None
     except OSError as err:
-        warnings.warn(f"damaged record {path} ({why}) ignored; it could not be moved aside: {_why(err)}",
+        warnings.warn(f"damaged {what} {path} ({why}) ignored; it could not be moved aside: {_why(err)}",
                       YoloabWarning, stacklevel=3)  # fmt: skip
         return None
-    redo = "it counts as not measured" if path.parent.name == "profile" else "its run counts as not done"
-    warnings.warn(f"damaged record {path} ({why}) moved to {target}; {redo}",
+    if redo is None:
+        redo = "it counts as not measured" if path.parent.name == "profile" else "its run counts as not done"
+    with_it = f", with {', '.join(map(str, moved))}" if moved else ""
+    warnings.warn(f"damaged {what} {path} ({why}) moved to {target}{with_it}; {redo}",
                   YoloabWarning, stacklevel=3)  # fmt: skip
     return target
 
 
+# Fields the report, the sweep's summary and the significance step compute with, by type; a record with another type
+# there (hand-edited, written by other software) is damaged: it would stop them halfway with a TypeError.
+_NUMBER_KEYS = frozenset({
+    "nc", "epochs", "imgsz", "batch", "workers", "threads",
+    "map50", "map50_95", "precision", "recall", "best_epoch", "epochs_done", "resumed_from_epoch",
+    "train_time_s", "images_per_s", "latency_ms", "latency_iqr_ms", "throughput_ips", "mem_infer_mb", "mem_train_mb",
+    "params", "gflops", "gflops_aten", "gmacs", "flops_imgsz",
+    "params_fused", "gflops_fused", "gflops_aten_fused", "gmacs_fused", "gflops_published",
+    "transferred_tensors", "total_tensors", "transferred_params",
+})  # fmt: skip
+_NUMBER_PATTERN = re.compile(
+    r"(?:latency_ms|latency_iqr_ms|throughput_ips|parity|parity_batch|export_mb|export_s)_[A-Za-z0-9]+"
+)
+_TEXT_KEYS = frozenset({
+    "kind", "key", "status", "error", "sweep", "variant", "base", "module", "placement", "yaml_sha256", "yaml",
+    "dataset", "dataset_id", "run_dir", "started", "finished", "profiled", "device_name", "dtype",
+    "torch", "ultralytics", "yoloab", "python",
+})  # fmt: skip
+_TEXT_PATTERN = re.compile(r"export_[A-Za-z0-9]+")  # a runtime's export status
+_MAPPING_KEYS = frozenset({"train_args", "pretrained"})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What makes a run or profile record unusable, or None: a missing key or a field of the wrong type.
+
+    Counts, metrics and timings must be numbers, names, versions and statuses text, the seed an integer,
+    `train_args` and `pretrained` mappings; any of them may be None. Other keys (a plugin's) are not checked.
+    """
+    for key, value in record.items():
+        if value is None:
+            continue
+        if key in _NUMBER_KEYS or _NUMBER_PATTERN.fullmatch(key):
+            ok, expected = _is_number(value), "a number"
+        elif key == "seed":
+            ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif key in _TEXT_KEYS or _TEXT_PATTERN.fullmatch(key):
+            ok, expected = isinstance(value, str), "text"
+        elif key in _MAPPING_KEYS:
+            ok, expected = isinstance(value, dict), "a mapping"
+        else:
+            continue
+        if not ok:
+            shown = json.dumps(value, default=str)
+            return f"{key} is {shown[:40] + '...' if len(shown) > 40 else shown}, not {expected}"
+    return None
+
+
+def _named(record: dict[str, Any]) -> bool:
+    """Whether a record has a key to be found by (run and profile files are named by it)."""
+    return isinstance(record.get("key"), str) and bool(record["key"])
+
+
+def _shape_problem(value: Any, shape: str) -> str | None:
+    """Why a parsed JSON value is not a results file of kind `shape`, or None."""
+    expect, check, why = _SHAPES[shape]
+    if not (isinstance(value, expect) and check(value)):
+        return why
+    records = value if isinstance(value, list) else [value]
+    return next((p for r in records if isinstance(r, dict) and (p := record_problem(r))), None)
+
+
 _SHAPES = {  # what each kind of results file must be, and how to say it is not
-    "run": (dict, lambda v: {"key", "status"} <= v.keys(), "not a run record"),
-    "profile": (dict, lambda v: v.get("kind") == "profile" and "key" in v, "not a profile record"),
+    "run": (dict, lambda v: _named(v) and isinstance(v.get("status"), str), "not a run record"),
+    "profile": (dict, lambda v: v.get("kind") == "profile" and _named(v), "not a profile record"),
     "profile list": (list, lambda v: True, "not a list of records"),
 }
 
 
 def _read_json(path: Path, shape: str) -> Any:
     """A JSON file of the expected shape (a key of `_SHAPES`), or None after moving it aside (see `quarantine`)."""
+    also = (path.with_suffix(".npz"),) if shape == "run" else ()  # statistics of the run that is trained again
     try:
         value = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
-        quarantine(path, f"not JSON: {type(err).__name__}")
+        quarantine(path, f"not JSON: {type(err).__name__}", also=also)
         return None
     except FileNotFoundError:  # moved aside or replaced by another process meanwhile
         return None
-    expect, check, why = _SHAPES[shape]
-    if not (isinstance(value, expect) and check(value)):
-        quarantine(path, why)
+    problem = _shape_problem(value, shape)
+    if problem:
+        quarantine(path, problem, also=also)
         return None
     return value
 
@@ -248,7 +419,7 @@ def store_run(record: dict[str, Any], results_dir: str | Path) -> Path:
     Raises:
         StorageError: the record cannot be written (full disk, read-only); any earlier record stays as it was.
     """
-    path = run_path(results_dir, record["key"])
+    path = inside(results_dir, run_path(results_dir, record["key"]), "run record")
     try:
         _store_val_stats(record, results_dir)
     except OSError as err:
@@ -262,14 +433,27 @@ def store_run(record: dict[str, Any], results_dir: str | Path) -> Path:
 def load_run(results_dir: str | Path, key: str) -> dict[str, Any] | None:
     """The stored record of run `key`, or None (also for a damaged record, which is moved aside with a warning)."""
     path = run_path(results_dir, key)
-    return _read_json(path, "run") if path.is_file() else None
+    return _read_run(path) if path.is_file() else None
 
 
 def load_runs(results_dir: str | Path) -> list[dict[str, Any]]:
     """Every stored run record, in the order the runs finished; damaged records are moved aside with a warning."""
     paths = sorted((Path(results_dir) / "runs").glob("*.json"))
-    records = [r for r in (_read_json(p, "run") for p in paths) if r is not None]
+    records = [r for r in (_read_run(p) for p in paths) if r is not None]
     return sorted(records, key=lambda r: (r.get("finished") or "", r["key"]))
+
+
+def _read_run(path: Path) -> dict[str, Any] | None:
+    """A run record whose per-image statistics, where stored, are whole; else None, the damaged files moved aside."""
+    record = _read_json(path, "run")
+    stats = path.with_suffix(".npz")
+    if record is None or not stats.is_file():
+        return record
+    problem = _val_stats_problem(stats)
+    if problem:
+        _set_stats_aside(stats, problem)
+        return None
+    return record
 
 
 def runs_frame(results_dir: str | Path) -> pd.DataFrame:
@@ -374,9 +558,19 @@ class ValStats:
 
     @classmethod
     def load(cls, path: str | Path) -> ValStats:
-        """Read what `save` wrote."""
+        """Read what `save` wrote.
+
+        Raises:
+            ValueError: the arrays do not fit together (and whatever a damaged file makes numpy or zipfile raise).
+        """
         with np.load(path, allow_pickle=False) as z:
             n = len(z["images"])
+            if not len(z["pred_count"]) == len(z["target_count"]) == len(z["image_sha256"]) == len(z["in_train"]) == n:
+                raise ValueError(f"per-image arrays of different lengths for {n} images")
+            if not int(z["pred_count"].sum()) == len(z["tp"]) == len(z["conf"]) == len(z["pred_cls"]):
+                raise ValueError("prediction arrays of different lengths")
+            if int(z["target_count"].sum()) != len(z["target_cls"]):
+                raise ValueError("label arrays of different lengths")
             return cls(
                 tp=z["tp"],
                 conf=z["conf"],
@@ -398,14 +592,55 @@ def val_stats_path(results_dir: str | Path, key: str) -> Path:
 
 
 def load_val_stats(results_dir: str | Path, key: str) -> ValStats | None:
-    """The per-image validation statistics of run `key` as arrays (see `ValStats`), or None where not stored."""
+    """The per-image validation statistics of run `key` as arrays (see `ValStats`), or None where not stored.
+
+    Damaged statistics (cut short, not a zip, a failed checksum, arrays that do not fit) give None; they are moved
+    to `damaged/` with their record, with one warning: the run counts as not done.
+    """
     path = val_stats_path(results_dir, key)
-    return ValStats.load(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return ValStats.load(path)
+    except FileNotFoundError:  # moved aside by another process meanwhile
+        return None
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, OSError) as err:
+        _set_stats_aside(path, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'unreadable'}")
+        return None
+
+
+_VAL_STATS_ARRAYS = ("tp", "conf", "pred_cls", "target_cls", "pred_count", "target_count", "images", "image_sha256",
+                     "in_train", "map50", "map50_95")  # fmt: skip
+
+
+def _val_stats_problem(path: Path) -> str | None:
+    """Why a statistics file cannot be what `ValStats.save` wrote, from the zip's directory alone, or None.
+
+    Cheap enough for every record read (the sweep reads each run's record twice): it catches a file cut short or
+    not a zip; a corrupt member is caught where the arrays are read (`load_val_stats`).
+    """
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as z:
+            infos = {i.filename: i for i in z.infolist()}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        return f"{type(err).__name__}: {str(err) or 'unreadable'}"
+    missing = [a for a in _VAL_STATS_ARRAYS if f"{a}.npy" not in infos]
+    if missing:
+        return f"no array {missing[0]!r}"
+    if any(i.header_offset + i.compress_size > size for i in infos.values()):
+        return f"cut short at {size} bytes"
+    return None
+
+
+def _set_stats_aside(path: Path, why: str) -> None:
+    """Move damaged statistics to `damaged/` with their record: an `ok` record promises whole statistics."""
+    quarantine(path, why, "per-image statistics", "the run counts as not done", also=(path.with_suffix(".json"),))
 
 
 def _store_val_stats(record: dict[str, Any], results_dir: str | Path) -> None:
     """Copy a run's statistics from its run directory next to its record (atomically); a failed run's are dropped."""
-    dst = val_stats_path(results_dir, record["key"])
+    dst = inside(results_dir, val_stats_path(results_dir, record["key"]), "validation statistics")
     src = Path(record["run_dir"]) / VAL_STATS_NAME if record.get("run_dir") else None
     if record.get("status") != "ok":
         dst.unlink(missing_ok=True)  # a failed run has no validation pass to speak for

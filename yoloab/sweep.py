@@ -1,6 +1,9 @@
 """The sweep driver: decides which runs to train, hands them to an executor, and alone writes the results store.
 
-- Skipping: a run whose stored record is `ok` is not trained again; a `failed` one is retried from scratch.
+- Skipping: a run whose stored record is `ok` is not trained again; a `failed` one is retried from scratch, unless it
+  failed for want of disk space: then it resumes from its last intact checkpoint.
+- Symlinks: no path of a run under the results directory (run directory, log, model yaml, record, lock) may be or lie
+  under a symlink; the sweep refuses before anything is written (`yoloab.safepaths`).
 - Concurrency: while a run trains, the driver holds an exclusive lock on `locks/<key>.lock` (released by the OS if
   the process dies, even by SIGKILL); a worker process inherits it, so an orphaned worker still holds its run. A
   second sweep on the same results directory skips a locked run at first, comes back to it at the end, waits for
@@ -25,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .results import load_run, store_run
-from .training import RunHooks, RunSpec, SweepInterrupted, train_run
+from .results import load_run, run_path, store_run, val_stats_path
+from .safepaths import inside, tree_inside
+from .training import DISK_FULL, RunHooks, RunSpec, SweepInterrupted, train_run
 
 
 class SweepEvents(Protocol):
@@ -136,6 +140,7 @@ class RunLock:
     """
 
     def __init__(self, results_dir: Path, key: str) -> None:
+        self.results_dir = results_dir
         self.path = results_dir / "locks" / f"{key}.lock"
         self._fh: Any = None
 
@@ -145,6 +150,7 @@ class RunLock:
 
     def acquire(self, block: bool = False) -> bool:
         """Take the lock; returns False if another process holds it (only when not blocking)."""
+        inside(self.results_dir, self.path, "run lock")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
         try:
@@ -190,6 +196,26 @@ def graceful_interrupt(on_first: Callable[[], None]) -> Iterator[Callable[[], bo
         signal.signal(signal.SIGINT, previous)
 
 
+def check_paths(spec: RunSpec) -> None:
+    """Refuse a run any of whose paths under the results directory is, holds or lies under a symlink.
+
+    Raises:
+        UnsafePathError: naming the path; nothing was deleted or written.
+    """
+    root = spec.results_dir
+    tree_inside(root, spec.run_dir, "run directory")
+    for path, what in (
+        (spec.log_path, "run log"),
+        (spec.yaml_path, "model yaml"),
+        (run_path(root, spec.key), "run record"),
+        (val_stats_path(root, spec.key), "validation statistics"),
+        (RunLock(root, spec.key).path, "run lock"),
+        (worker_dir(root, spec.key), "worker folder"),
+        (root / "damaged", "damaged-files folder"),
+    ):
+        inside(root, path, what)
+
+
 def run_sweep(specs: list[RunSpec], events: SweepEvents, executor: Executor | None = None) -> SweepOutcome:
     """Train every run of `specs` that has no `ok` record yet, storing each record as it arrives.
 
@@ -200,7 +226,12 @@ def run_sweep(specs: list[RunSpec], events: SweepEvents, executor: Executor | No
 
     Returns:
         What was trained, skipped, and whether the user stopped the sweep.
+
+    Raises:
+        UnsafePathError: a run's path under the results directory is a symlink (before anything is written).
     """
+    for spec in specs:  # every run before any: a refusal leaves the results directory as it was
+        check_paths(spec)
     executor = executor or LocalExecutor()
     outcome = SweepOutcome()
     todo: list[RunSpec] = []
@@ -244,9 +275,12 @@ def _train_claimed(
             outcome.skipped.append(done)
             events.skipped(spec, done)
             continue
-        if done is not None:  # a failed run is retried from scratch, not resumed from the state that failed
-            shutil.rmtree(spec.run_dir, ignore_errors=True)
-        shutil.rmtree(worker_dir(spec.results_dir, spec.key), ignore_errors=True)  # left by a killed sweep
+        # a failed run is retried from scratch, not resumed from the state that failed; a full disk did not spoil
+        # that state, so such a run resumes from its last intact checkpoint (torn ones are set aside on resuming)
+        if done is not None and not str(done.get("error") or "").startswith(DISK_FULL):
+            shutil.rmtree(tree_inside(spec.results_dir, spec.run_dir, "run directory"), ignore_errors=True)
+        folder = inside(spec.results_dir, worker_dir(spec.results_dir, spec.key), "worker folder")
+        shutil.rmtree(folder, ignore_errors=True)  # left by a killed sweep
         locks[spec.key] = lock
     claimed = [s for s in specs if s.key in locks]
     seen: set[str] = set()
@@ -255,8 +289,8 @@ def _train_claimed(
             seen.add(spec.key)
             store_run(record, spec.results_dir)
             if record.get("status") == "ok":  # recorded: the resumable copy and resume state are no longer needed
-                (spec.run_dir / "weights" / "last.safe.pt").unlink(missing_ok=True)
-                (spec.run_dir / "weights" / "rng.pt").unlink(missing_ok=True)
+                for name in ("last.safe.pt", "rng.pt"):
+                    inside(spec.results_dir, spec.run_dir / "weights" / name, "checkpoint").unlink(missing_ok=True)
             locks.pop(spec.key).release()
             outcome.records.append(record)
             events.finished(spec, record)

@@ -18,6 +18,7 @@ executor) stores it. So local, multi-GPU and Ray sweeps skip, resume and record 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -25,8 +26,11 @@ import math
 import os
 import platform
 import shutil
+import struct
 import tempfile
 import time
+import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,12 +44,14 @@ from ._ultralytics import (
     capture_val_stats,
     check_train_values,
     output_to,
+    safe_loading,
     trainer_defaults,
     ultralytics_version,
 )
 from .datasets import Dataset
-from .errors import SweepInputError, YoloabError, did_you_mean
+from .errors import SweepInputError, YoloabError, YoloabWarning, did_you_mean
 from .results import VAL_STATS_NAME, ValStats, read_epochs
+from .safepaths import inside, tree_inside
 from .transfer import Pretrained, seeded_model
 from .variants import Variant, build, copy_atomic, to_yaml, write_atomic
 
@@ -71,6 +77,9 @@ RESERVED = {
 }
 # Trainer arguments that change where or how visibly a run trains, not what it learns: left out of the run key.
 UNKEYED = {"verbose", "plots", "save_period", "cache", "val", "amp"}
+# Starts the error of a run that failed for want of disk space: nothing is wrong with what it saved, so the next
+# sweep resumes it from its last intact checkpoint instead of training it from scratch (`yoloab.sweep`).
+DISK_FULL = "disk full"
 
 
 class SweepInterrupted(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -215,18 +224,18 @@ class RunSpec:
 
     @property
     def run_dir(self) -> Path:
-        """The Ultralytics run directory."""
-        return (self.results_dir / "train" / self.run_name).resolve()
+        """The Ultralytics run directory (only the results directory is resolved: a symlink below it is seen)."""
+        return self.results_dir.resolve() / "train" / self.run_name
 
     @property
     def log_path(self) -> Path:
         """Where Ultralytics' own lines of this run go (unless `--verbose`)."""
-        return (self.results_dir / "train" / f"{self.run_name}.log").resolve()
+        return self.results_dir.resolve() / "train" / f"{self.run_name}.log"
 
     @property
     def yaml_path(self) -> Path:
         """The exact model yaml this run trains (content-addressed, shared by seeds)."""
-        return (self.results_dir / "variants" / f"{self.variant.name}-{self.yaml_sha256[:8]}.yaml").resolve()
+        return self.results_dir.resolve() / "variants" / f"{self.variant.name}-{self.yaml_sha256[:8]}.yaml"
 
 
 def plan_runs(
@@ -361,11 +370,20 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> dict[str, Any]:
     A variant that fails to build, raises in training, runs out of memory or whose loss goes NaN gives a record with
     status 'failed' and the error.
 
+    A run that fails for want of disk space says so first in its error (`DISK_FULL`). A checkpoint found cut short is
+    moved to `damaged/` (see `_checkpoint`), with a warning once the run is over.
+
     Raises:
         SweepInterrupted: the user asked to stop; the last epoch is saved and the run resumes next time.
         KeyboardInterrupt: a second Ctrl-C, stopping at once.
+        UnsafePathError: the run directory, its log or its model yaml is (or holds, or lies under) a symlink.
     """
     hooks = hooks or RunHooks()
+    # refused before anything is written: yoloab would empty, write or train what a link points at
+    tree_inside(spec.results_dir, spec.run_dir, "run directory")
+    inside(spec.results_dir, spec.log_path, "run log")
+    inside(spec.results_dir, spec.yaml_path, "model yaml")
+    notes: list[str] = []
     record = base_record(spec)
     record.update(status="ok", error=None, started=now(), resumed=False, resumed_from_epoch=None, rng_restored=None)
     record["device_name"] = None
@@ -377,15 +395,39 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> dict[str, Any]:
             record.update(moved.record())
         if not spec.yaml_path.is_file():
             write_atomic(spec.yaml_path, to_yaml(spec.variant))
-        record.update(_train(spec, hooks, seeded))
+        record.update(_train(spec, hooks, seeded, notes))
     except (SweepInterrupted, KeyboardInterrupt):
         raise
     except YoloabError as err:
         record.update(status="failed", error=str(err))
     except Exception as err:  # isolation: one variant's failure is its record, not the sweep's end
-        record.update(status="failed", error=error_text(err))
+        full = _disk_full(err, spec.run_dir)
+        record.update(status="failed", error=f"{DISK_FULL}: {error_text(err)}" if full else error_text(err))
+    finally:
+        for note in notes:  # here, not where found: Ultralytics' output (and so stderr) went to the run's log then
+            warnings.warn(note, YoloabWarning, stacklevel=2)
     record["finished"] = now()
     return record
+
+
+def _disk_full(err: BaseException, run_dir: Path) -> bool:
+    """Whether a run failed for want of disk space.
+
+    Python says so (ENOSPC, EDQUOT) somewhere in the error's chain; torch's checkpoint writer does not (`unexpected
+    pos ...`), so a disk left with less room than the run's largest checkpoint counts too.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    try:
+        sizes = [p.stat().st_size for p in (run_dir / "weights").glob("*.pt")]
+        return bool(sizes) and shutil.disk_usage(run_dir).free < max(sizes)
+    except OSError:
+        return False
 
 
 def _load(path: Path) -> tuple[Any, str | None]:
@@ -405,30 +447,109 @@ def _open(path: Path) -> Any:
     return _load(path)[0]
 
 
-def _checkpoint(spec: RunSpec) -> tuple[str, Any]:
+def _checkpoint(spec: RunSpec, notes: list[str] | None = None) -> tuple[str, Any]:
     """What is on disk, each checkpoint loaded once: ('new', None), ('resume', last) or ('finished', best).
+
+    A checkpoint cut short (Ultralytics writes `last.pt` and `best.pt` in place, so a full disk or a kill leaves them
+    torn) is moved to `damaged/` first, kept; the run goes on from the last whole one: `last.pt`, else the atomic
+    `last.safe.pt`, else a clean start. A torn `best.pt` is mended from `last.pt` when it was cut from the same save.
+
+    Args:
+        spec: the run.
+        notes: receives a line per checkpoint moved aside (None: each is warned about at once).
 
     Raises:
         FileNotFoundError: training ended but `best.pt` cannot be read (the record says so).
     """
     weights = spec.run_dir / "weights"
-    last, safe = weights / "last.pt", weights / "last.safe.pt"
+    last, safe, best_pt = weights / "last.pt", weights / "last.safe.pt", weights / "best.pt"
+    torn_best = _torn(best_pt)
+    for path in (last, safe):
+        if _torn(path):
+            _set_aside(spec, path, notes)
     model = _open(last)
     if model is None and (model := _open(safe)) is not None:
         copy_atomic(safe, last)  # leave a whole last.pt behind, as Ultralytics would have
     if model is None:
         if spec.run_dir.exists():
-            shutil.rmtree(spec.run_dir)  # nothing usable: start clean rather than mix two runs' results.csv
+            if torn_best:
+                _set_aside(spec, best_pt, notes)
+            # nothing usable: start clean rather than mix two runs' results.csv
+            shutil.rmtree(inside(spec.run_dir.parent.parent, spec.run_dir, "run directory"))
         return "new", None
     epoch = (model.ckpt or {}).get("epoch", -1)
+    best_why = None
+    if torn_best:
+        # Ultralytics writes best.pt right after last.pt from the same bytes: a torn best.pt cut from this last.pt
+        # (its save time included) is that save's copy, and last.pt is what it was to hold
+        mend = _cut_from(last, best_pt)
+        best_why = f"cut short; moved to {_set_aside(spec, best_pt, notes, mended=mend)}"
+        if mend:
+            copy_atomic(last, best_pt)
+        elif epoch != -1 and epoch + 1 < spec.settings.epochs:
+            # training again beats finishing on metrics of another epoch than the best
+            shutil.rmtree(inside(spec.run_dir.parent.parent, spec.run_dir, "run directory"))
+            return "new", None
     # -1: stripped by Ultralytics' final step. The final epoch saved but not yet stripped (a kill or a full disk in
     # between) is just as finished: Ultralytics refuses to resume it ("nothing to resume").
     if epoch == -1 or epoch + 1 >= spec.settings.epochs:
         best, why = _load(weights / "best.pt")
         if best is None:
+            why = best_why or why
             raise FileNotFoundError(f"training ended but {weights / 'best.pt'} cannot be read ({why}); not validated")
         return "finished", best
     return "resume", model
+
+
+def _torn(path: Path) -> bool:
+    """Whether a checkpoint is there but cut short: torch writes a zip file, whose directory comes last."""
+    return path.is_file() and not zipfile.is_zipfile(path)
+
+
+def _cut_from(whole: Path, part: Path) -> bool:
+    """Whether torn checkpoint `part` is checkpoint `whole` cut short, so that both come from one save.
+
+    It must hold `whole`'s first bytes up to the end of its pickle (`data.pkl`, first in the zip file), which records
+    the save's time: a few bytes alone could begin any checkpoint.
+    """
+    try:
+        with zipfile.ZipFile(whole) as z:
+            entry = next(i for i in z.infolist() if i.filename.endswith("/data.pkl"))
+        with open(whole, "rb") as a, open(part, "rb") as b:
+            a.seek(entry.header_offset + 26)  # a local file header's name and extra field lengths
+            name, extra = struct.unpack("<HH", a.read(4))
+            if part.stat().st_size < entry.header_offset + 30 + name + extra + entry.compress_size:
+                return False
+            a.seek(0)
+            while chunk := b.read(1 << 20):
+                if a.read(len(chunk)) != chunk:
+                    return False
+    except (OSError, StopIteration, struct.error, zipfile.BadZipFile):
+        return False
+    return True
+
+
+def _set_aside(spec: RunSpec, path: Path, notes: list[str] | None, mended: bool = False) -> Path:
+    """Move a torn checkpoint to `damaged/` beside `train/` (kept, never deleted); returns where it went.
+
+    Raises:
+        UnsafePathError: `damaged/` is a symlink.
+    """
+    results = spec.run_dir.parent.parent  # the layout: <results>/train/<run>
+    folder = inside(results, results / "damaged", "damaged-files folder")
+    folder.mkdir(exist_ok=True)
+    target, n = folder / f"{spec.run_dir.name}-{path.name}", 0
+    while target.exists():
+        n += 1
+        target = folder / f"{spec.run_dir.name}-{path.stem}-{n}{path.suffix}"
+    os.replace(path, target)  # both in the results directory: a rename, never a copy that a full disk could cut
+    then = "; best.pt restored from last.pt, written by the same save" if mended else ""
+    note = f"{path} was cut short (a full disk or a kill while it was written); moved to {target}{then}"
+    if notes is None:
+        warnings.warn(note, YoloabWarning, stacklevel=3)
+    else:
+        notes.append(note)
+    return target
 
 
 def _save_seed(spec: RunSpec, seeded: Any) -> str:
@@ -448,7 +569,7 @@ def _save_seed(spec: RunSpec, seeded: Any) -> str:
     return str(path)
 
 
-def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]:
+def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None, notes: list[str] | None = None) -> dict[str, Any]:
     from ultralytics import YOLO
 
     s = spec.settings
@@ -463,8 +584,10 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None) -> dict[str, Any]
     }
     t0 = time.perf_counter()
     restored: dict[str, Any] = {}
-    with output_to(hooks.log):
-        state, model = _checkpoint(spec)
+    # every checkpoint this run loads (last.pt, best.pt, init.pt), by yoloab or by Ultralytics' trainer itself, goes
+    # through the safe unpickler: a results directory's files never run code when read back
+    with output_to(hooks.log), safe_loading():
+        state, model = _checkpoint(spec, notes)
         capture = capture_val_stats(model) if model is not None else None
         if state == "finished":
             metrics = model.val(
@@ -527,8 +650,10 @@ def _save_val_stats(spec: RunSpec, captured: dict[str, Any] | None, out: dict[st
 def _device_name(model: Any) -> str | None:
     import torch
 
+    # the trainer's device, where it trained: after training Ultralytics reloads best.pt onto the CPU
+    device = getattr(getattr(model, "trainer", None), "device", None)
     try:
-        device = next(model.model.parameters()).device
+        device = device if isinstance(device, torch.device) else next(model.model.parameters()).device
     except Exception:
         return None
     if device.type == "cuda":

@@ -27,7 +27,7 @@ from typing import Any
 from torch import nn
 
 from ._ultralytics import intersect_dicts, read_checkpoint
-from .errors import PretrainedError
+from .errors import PretrainedError, UltralyticsCompatError, UnsafeCheckpointError
 from .models import get_base_model, scale_gains
 from .variants import Variant, build
 
@@ -131,7 +131,15 @@ def _load(path: Path) -> nn.Module:
     if not path.is_file():
         raise PretrainedError(f"--pretrained {path}: no such file; expected an Ultralytics .pt checkpoint")
     try:
-        model = read_checkpoint(path)
+        model = read_checkpoint(path)  # the safe unpickler: a --pretrained file is never trusted
+    except UnsafeCheckpointError as err:
+        shown = ", ".join(err.names[:5]) + (f" and {len(err.names) - 5} more" if len(err.names) > 5 else "")
+        raise PretrainedError(
+            f"--pretrained {path}: holds objects that are not allowed in a checkpoint ({shown}); not loaded, since "
+            "unpickling them could run code; expected a .pt file written by Ultralytics training"
+        ) from err
+    except UltralyticsCompatError:  # no safe loader in this torch/Ultralytics: not the file's fault
+        raise
     except Exception as err:
         first = (str(err).strip().splitlines() or [""])[0].replace("ERROR ❌️", "").strip()
         raise PretrainedError(

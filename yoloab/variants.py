@@ -10,10 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
@@ -25,6 +22,7 @@ from torch import nn
 
 from . import __version__
 from ._ultralytics import ultralytics_version, validate_rows
+from .atomic import DIR_MODE, FILE_MODE, copy_atomic, write_atomic  # noqa: F401  (re-exported)
 from .errors import ModelConfigError, PlacementError, VariantNameError, YoloabError
 from .models import BaseModel, base_models, get_base_model, load_model_yaml
 from .placement import label, resolve, row_strides
@@ -498,44 +496,6 @@ def _backbone_swap_line(variant: Variant, old: dict | None) -> str:
     replaced, total_old = len(old["backbone"]) - kept, len(old["backbone"]) + len(old["head"])
     moved = f"{_span(replaced, total_old - 1)} are rows {_span(new, new + total_old - replaced - 1)}"
     return f"{line}\n# It replaces base rows {_span(0, replaced - 1)}; base rows {moved} here, their inputs re-indexed"
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: done once, at import, before any thread starts
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file; mkstemp/mkdtemp make private 0600/0700 ones
-DIR_MODE = 0o777 & ~_UMASK
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a results file should be as readable as any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def copy_atomic(src: Path, dst: Path) -> None:
-    """Copy a file so that readers of `dst` never see a partial copy (temporary file in `dst`'s folder, renamed)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_yaml(variant: Variant, out_dir: str | Path) -> Path:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import inspect
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from copy import copy
@@ -31,7 +32,15 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import ModelConfigError, ModelRowError, UltralyticsCompatError, UnknownModuleError, did_you_mean
+from ..errors import (
+    ModelConfigError,
+    ModelRowError,
+    RowFormError,
+    UltralyticsCompatError,
+    UnknownModuleError,
+    YoloabWarning,
+    did_you_mean,
+)
 from ..registry import MODULES
 
 TESTED = ((8, 4, 0), (8, 5, 0))  # [low, high): the Ultralytics releases this integration was written against
@@ -145,6 +154,7 @@ def validate_rows(d: dict) -> None:
         UnknownModuleError: a row names an unknown module; the message names the row and the nearest names.
     """
     where = d.get("yaml_file") or "model yaml"
+    notes: dict[tuple[str, str], list[tuple[int, list]]] = {}  # (module, note) -> the rows it is about
     backbone, head = d.get("backbone"), d.get("head")
     if not isinstance(backbone, list) or not isinstance(head, list):
         raise ModelConfigError(f"{where}: expected 'backbone' and 'head' lists of [from, repeats, module, args] rows")
@@ -157,15 +167,19 @@ def validate_rows(d: dict) -> None:
             raise ModelConfigError(f"{where}: row {i} ({section}) names module {name!r}; expected a class name")
         if name in MODULES or _resolves_natively(name) or block_host(name) is not None:
             _check_first_arg(d, i, section, row, where)
+            note = _check_row_form(d, i, section, row, where) if name in MODULES else None
+            if note is not None:
+                notes.setdefault((name, note), []).append((i, list(row[3])))
             continue
         why = _block_host_error(name)
         if why is not None:
             raise UnknownModuleError(f"{where}: row {i} ({section}) {name} {why}")
-        known = set(MODULES.names()) | ultralytics_module_names()
+        known = set(MODULES.names()) | set(MODULES.aliases()) | ultralytics_module_names()
         raise UnknownModuleError(
             f"{where}: row {i} ({section}) names unknown module '{name}'{did_you_mean(name, known)}; "
             f"yoloab modules: {', '.join(MODULES.names())} (plugins: --plugin FILE)"
         )
+    _warn_row_notes(where, notes)
 
 
 def _check_first_arg(d: dict, i: int, section: str, row: list, where: str) -> None:
@@ -184,6 +198,55 @@ def _check_first_arg(d: dict, i: int, section: str, row: list, where: str) -> No
         raise ModelRowError(
             f"{where}: row {i} ({section}) {row[2]} has output channels {first!r}; expected a number (or nc)"
         )
+
+
+_ROW_NOTES_SHOWN: set[str] = set()  # each row-note warning once per process (a model is built several times)
+
+
+def _check_row_form(d: dict, i: int, section: str, row: list, where: str) -> str | None:
+    """Refuse arguments that do not fit the module's row form; return the note of a form read differently elsewhere.
+
+    The row form is data on the registry entry (`ModuleEntry.row_form`, read from the constructor): a Conv-style
+    `[c2, 3, 2]` for SPDConv, which has no stride, is one line naming the file, the row, the form found and the
+    form expected, instead of a TypeError from deep inside the build. A form that builds but that a well-known
+    public version of the module reads differently (`ModuleEntry.row_notes`: SPDConv `[c2]`) returns its note,
+    which `validate_rows` turns into one warning per module and note.
+
+    Returns:
+        The note, or None.
+
+    Raises:
+        RowFormError: too many or too few arguments, or a value of the wrong type (a string where an int belongs).
+    """
+    entry = MODULES.get(row[2])
+    args = [_literal(a, d) for a in row[3]]
+    if entry.channels == "conv" and args and isinstance(args[0], str):
+        args[0] = 0  # a name parse_model resolves itself (nc); _check_first_arg refused any other text
+    shown = f"{row[2]} {list(row[3])}"
+    why = entry.row_mismatch(args)
+    if why is not None:
+        hint = ""
+        if entry.role == "downsample" and len(args) == 3 and entry.conv_args < 3:
+            kept = ", ".join(("c2", "k", "s")[: entry.conv_args])
+            hint = f"; a Conv row [c2, k, s] becomes {entry.name} [{kept}] (the module does the downsampling)"
+        raise RowFormError(
+            f"{where}: row {i} ({section}) {shown} does not fit {entry.name}'s row form "
+            f"{entry.row_form_text}: {why}{hint}"
+        )
+    return entry.row_note(args)
+
+
+def _warn_row_notes(where: str, notes: dict[tuple[str, str], list[tuple[int, list]]]) -> None:
+    """One warning line per module and note, listing the rows it is about; each once per process."""
+    for (name, note), rows in notes.items():
+        label = "row" if len(rows) == 1 else "rows"
+        message = (
+            f"{where}: {name} {label} {', '.join(str(i) for i, _ in rows)} "
+            f"({', '.join(str(args) for _, args in rows)}): {note}"
+        )
+        if message not in _ROW_NOTES_SHOWN:
+            _ROW_NOTES_SHOWN.add(message)
+            warnings.warn(message, YoloabWarning, stacklevel=3)
 
 
 def check_train_values(args: dict[str, Any]) -> None:
@@ -258,12 +321,33 @@ def _placeholder_args(entry: Any, args: list, d: dict) -> list:
     return [c2, 1, 1, None, 1, 1, _PendingAct(_Pending(entry, rest))]
 
 
-def _build_real(entry: Any, c1: int, c2: int | None, args: list) -> nn.Module:
+def _build_real(entry: Any, c1: int, c2: int | None, args: list, where: str = "") -> nn.Module:
+    """Build a registered module where its placeholder stood.
+
+    Args:
+        entry: the module's registry entry.
+        c1: input channels.
+        c2: output channels (`conv` rule only).
+        args: the row's arguments after c2 (`conv`) or all of them (`same`, `input`).
+        where: the file and row, for the message (`x.yaml: row 3 (backbone)`).
+
+    Raises:
+        ModelConfigError: the constructor refused the arguments; names the file, the row and the row form.
+    """
     call = [c1, c2, *args] if entry.channels == "conv" else [c1, *args]
     try:
         return entry.cls(*call)
     except (TypeError, ValueError) as err:
-        raise ModelConfigError(f"{entry.name}{tuple(call)} cannot be built: {err}") from err
+        at = f"{where} " if where else ""
+        raise ModelConfigError(
+            f"{at}{entry.name}{tuple(call)} cannot be built: {err} (row form {entry.row_form_text})"
+        ) from err
+
+
+def _row_where(d: dict, i: int) -> str:
+    """`x.yaml: row 3 (backbone)`: the place of row i, for messages."""
+    section = "backbone" if i < len(d.get("backbone") or ()) else "head"
+    return f"{d.get('yaml_file') or 'model yaml'}: row {i} ({section})"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -329,7 +413,7 @@ def _block_host_error(name: str) -> str | None:
     return f"puts {entry.name} in {host}, which it does not fit; its hosts: {', '.join(entry.hosts)}"
 
 
-def _swap_inner_blocks(layer: nn.Module, entry: Any) -> int:
+def _swap_inner_blocks(layer: nn.Module, entry: Any, where: str = "") -> int:
     """Replace every Bottleneck / PSABlock inside a host with `entry.cls(c, c, shortcut)`; returns how many."""
     from ultralytics.nn.modules.block import Bottleneck, C3k, PSABlock
 
@@ -347,7 +431,7 @@ def _swap_inner_blocks(layer: nn.Module, entry: Any) -> int:
                     shortcut = block.add
                 else:
                     continue
-                container[j] = _build_real(entry, c1, c2, [shortcut])
+                container[j] = _build_real(entry, c1, c2, [shortcut], where)
                 count += 1
     return count
 
@@ -393,13 +477,16 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
         if entry.channels == "same":
             c1 = _same_rule_input(layer, new_rows[i])
             args = [_literal(a, d) for a in rows[i][3]]
-            built = [_build_real(entry, c1, None, args) for _ in parts]
+            built = [_build_real(entry, c1, None, args, _row_where(d, i)) for _ in parts]
             shown = [c1, *args]
         else:
             first = parts[0]
             shown = [first.conv.in_channels, first.conv.out_channels][: 2 if entry.channels == "conv" else 1]
             shown += first.act.pending.args
-            built = [_build_real(entry, p.conv.in_channels, p.conv.out_channels, p.act.pending.args) for p in parts]
+            built = [
+                _build_real(entry, p.conv.in_channels, p.conv.out_channels, p.act.pending.args, _row_where(d, i))
+                for p in parts
+            ]
         real = nn.Sequential(*built) if len(built) > 1 else built[0]
         real.i, real.f = layer.i, layer.f
         real.type = f"{entry.cls.__module__}.{entry.cls.__qualname__}"
@@ -408,7 +495,7 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
         lines[i] = f"{i:>3}{real.f!s:>20}{len(built):>3}{real.np:10.0f}  {real.type:<45}{shown!s:<30}"
     for i, (_, entry) in hosted.items():
         layer = model[i]
-        _swap_inner_blocks(layer, entry)
+        _swap_inner_blocks(layer, entry, _row_where(d, i))
         layer.np = sum(x.numel() for x in layer.parameters())
         lines[i] = f"{i:>3}{layer.f!s:>20}{1:>3}{layer.np:10.0f}  {rows[i][2]:<45}{rows[i][3]!s:<30}"
     for message in replay.messages:
@@ -430,10 +517,15 @@ class _Replay(logging.Filter):
 
 
 def read_checkpoint(path: Path) -> nn.Module:
-    """The model of an Ultralytics checkpoint (EMA first), loaded by Ultralytics' own loader, FP32, eval mode."""
-    from ultralytics.nn.tasks import load_checkpoint
+    """The model of an Ultralytics checkpoint (EMA first), FP32, eval mode, loaded without running code.
 
-    model, _ = load_checkpoint(str(path))
+    Ultralytics' own loader in its safe mode, with yoloab's and registered plugins' classes allowed (see
+    `checkpoints`).
+
+    Raises:
+        UnsafeCheckpointError: the file names objects outside the allow-list; nothing of it was unpickled.
+    """
+    model, _ = safe_load_checkpoint(path)
     return model
 
 
@@ -612,6 +704,8 @@ def capture_val_stats(model: Any) -> ValStatsCapture:
     return ValStatsCapture().attach(model)
 
 
-# exporting and the trainer's state, in submodules so that no file grows past a reader's patience
+# safe checkpoint loading, exporting and the trainer's state, in submodules so that no file grows past a reader's
+# patience
+from .checkpoints import read_state, safe_load_checkpoint, safe_loading  # noqa: E402, F401  (re-exported)
 from .export import export_model, tensorrt_runner  # noqa: E402, F401  (re-exported)
 from .trainer_state import output_to, restore_rng_state, rng_state  # noqa: E402, F401  (re-exported)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,7 +60,7 @@ def output_to(log: Path | None) -> Iterator[None]:
 
     log.parent.mkdir(parents=True, exist_ok=True)
     streams = [(h, h.stream) for h in LOGGER.handlers if isinstance(h, logging.StreamHandler)]
-    with open(log, "a", encoding="utf-8") as fh:
+    with open(log, "a", encoding="utf-8", opener=_no_follow) as fh:
         out, err = _RunLog(fh, sys.stdout), _RunLog(fh, sys.stderr)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -69,6 +70,14 @@ def output_to(log: Path | None) -> Iterator[None]:
             finally:
                 for handler, stream in streams:
                     _set_stream(handler, stream)
+
+
+def _no_follow(path: str, flags: int) -> int:
+    """An `open` opener that refuses a symlink (ELOOP) instead of appending to what it points at.
+
+    The sweep checks a run's log path before training (`yoloab.safepaths`); this holds at the open itself too.
+    """
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
 
 
 def _set_stream(handler: logging.StreamHandler, stream: Any) -> None:

@@ -1,7 +1,8 @@
 """The Typer application, its error handling and the `main` entry point.
 
 Errors derived from `YoloabError` become one line on stderr and the exit code of `EXIT_CODES`; `YOLOAB_DEBUG=1`
-shows the traceback instead.
+shows the traceback instead. A command line click cannot read (an unknown option, a value of the wrong type, a
+missing one) is one line too, `error: ` and click's own message, with click's exit code 2; help is click's.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +23,7 @@ from ..errors import (
     MissingExtraError,
     ModelConfigError,
     ModelRowError,
+    OptionValueError,
     PlacementError,
     PluginError,
     PretrainedError,
@@ -41,6 +44,7 @@ from ..errors import (
 
 EXIT_CODES: dict[type[YoloabError], int] = {
     ProfileInputError: 2,
+    OptionValueError: 2,
     UnknownModuleError: 2,
     UnknownRoleError: 2,
     UnknownModelError: 2,
@@ -61,6 +65,9 @@ EXIT_CODES: dict[type[YoloabError], int] = {
     MissingExtraError: 7,
 }
 err_console = Console(stderr=True, soft_wrap=True)
+# click's usage error, as the Typer in use raises it: Typer 0.29 carries a click of its own (`typer._click`), earlier
+# versions use click itself; its BadParameter derives from it either way
+UsageError: type[Exception] = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "UsageError")
 
 
 def exit_code(err: YoloabError) -> int:
@@ -68,8 +75,19 @@ def exit_code(err: YoloabError) -> int:
     return next((EXIT_CODES[k] for k in type(err).__mro__ if k in EXIT_CODES), 1)
 
 
+def _usage_error(err: Any) -> NoReturn:
+    """Say a command line click could not read as one line, `error: ` and click's message, and exit with its code.
+
+    Click would print the usage, a hint and a blank line first. A bare `yoloab` is not an error: click's help.
+    """
+    if type(err).__name__ == "NoArgsIsHelpError":  # click 8.2+ raises it to print the help
+        raise err
+    err_console.print(f"[bold red]error:[/] {escape(err.format_message())}", highlight=False)
+    raise typer.Exit(err.exit_code) from None
+
+
 class _Group(TyperGroup):
-    """Runs a command and turns yoloab errors into one line and an exit code."""
+    """Runs a command and turns yoloab errors and click's usage errors into one line and an exit code."""
 
     def get_command(self, ctx, cmd_name):  # noqa: D102
         command = super().get_command(ctx, cmd_name)
@@ -77,12 +95,20 @@ class _Group(TyperGroup):
             _plain_metavars(command, ctx)
         return command
 
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: D102
+        try:  # the options before the command's name (`yoloab --nope`)
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except UsageError as err:
+            _usage_error(err)
+
     def invoke(self, ctx):  # noqa: D102
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", YoloabWarning)
                 warnings.showwarning = _one_line_warning
                 return super().invoke(ctx)
+        except UsageError as err:  # the command's name and options, read here, or a BadParameter of a command
+            _usage_error(err)
         except YoloabError as err:
             if os.environ.get("YOLOAB_DEBUG") == "1":
                 raise

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..errors import OptionValueError
 from ..plugins import load_plugin
 
 Plugins = Annotated[
@@ -41,7 +42,20 @@ Yamls = Annotated[
         show_default=False,
     ),
 ]
-Nc = Annotated[int | None, typer.Option("--nc", help="Number of classes (default: the yaml's nc).")]
+
+
+def _check_nc(value: int | None) -> int | None:
+    """Refuse `--nc` below 1 while the options are read: before plugins load, models build or files are written.
+
+    Raises:
+        OptionValueError: a class count below 1.
+    """
+    if value is not None and value < 1:
+        raise OptionValueError(f"--nc {value} must be at least 1 (or left out: the yaml's nc)")
+    return value
+
+
+Nc = Annotated[int | None, typer.Option("--nc", help="Number of classes (default: the yaml's nc).", callback=_check_nc)]
 PretrainedOpt = Annotated[
     Path | None,
     typer.Option(

@@ -53,12 +53,15 @@ def report(
     with --out, report.md/.csv/.tex/.html and the PNG plots are written there.
     """
     from ..report import FORMATS, load_report, render_report, rich_report, stability_hint, write_report
-    from ..report.latex import check_columns
+    from ..report.latex import check_columns, split_columns
+    from ..results import check_out_dir
 
+    if out is not None:
+        check_out_dir(out)  # a file in the way is said before the store is read and the plots drawn
     rep = load_report(results, dataset=dataset, baseline=baseline)
-    chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-    if chosen:
-        check_columns(rep, chosen)  # before any plot is drawn or file written
+    chosen = split_columns(columns)
+    if chosen is not None:
+        check_columns(rep, chosen)  # before any plot is drawn or file written; `--columns ''` too
     plots = []
     if out is not None or fmt is Format.html:
         from ..report.plots import report_plots

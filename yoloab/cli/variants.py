@@ -33,8 +33,11 @@ def variants(
 
     No --module: the baselines only; `--module all`: every registered module; YAML files are built as given.
     """
-    from ..variants import build, count_params, select_request, with_nc, write_yaml
+    from ..results import check_out_dir, write_files
+    from ..variants import build, count_params, select_request, to_yaml, with_nc
 
+    if out is not None:
+        check_out_dir(out)  # before plugins load and variants are made
     load_plugins(plugin)
     if preset is not None:
         chosen = PRESETS.get(preset)
@@ -47,7 +50,11 @@ def variants(
     table = Table(title="Variants", title_justify="left")
     for col, justify in (("variant", "left"), ("rows changed", "left"), ("params", "right"), ("yaml", "left")):
         table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    written = [write_yaml(v, out) if out and not v.is_baseline and v.path is None else v.path for v in chosen_variants]
+    written = [out / f"{v.name}.yaml" if out and not v.is_baseline and v.path is None else v.path
+               for v in chosen_variants]  # fmt: skip
+    generated = {p.name: to_yaml(v) for v, p in zip(chosen_variants, written, strict=True) if p and p != v.path}
+    if out and generated:  # all or none: a full disk or a read-only folder leaves no partial set of yaml files
+        write_files(out, generated, "the variant yaml files")
     for v, path in zip(chosen_variants, written, strict=True):
         params = f"{count_params(build(v, nc=nc)):,}" if build_models else "-"
         rows = "backbone" if v.is_backbone_swap else ",".join(map(str, v.rows)) or "-"

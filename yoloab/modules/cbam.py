@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yoloab.registry import register_module
+from yoloab.registry import channel_count_note, register_module
 
 __all__ = ["CBAM", "ChannelGate", "SpatialGate"]
 
@@ -106,6 +106,8 @@ class SpatialGate(nn.Module):
 @register_module(
     role="attention",
     paper="CBAM: Convolutional Block Attention Module, Woo, Park, Lee & Kweon, ECCV 2018, arXiv:1807.06521",
+    # public yaml rows such as [-1, 1, CBAM, [256]] give a channel count where yoloab reads reduction
+    row_notes=(channel_count_note("CBAM", "reduction"),),
 )
 class CBAM(nn.Module):
     """The paper's CBAM: channel attention (avg + max through a shared MLP), then spatial attention.

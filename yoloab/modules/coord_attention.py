@@ -41,7 +41,7 @@ from __future__ import annotations
 from timm.layers.coord_attn import CoordAttn
 from torch import nn
 
-from yoloab.registry import register_module
+from yoloab.registry import channel_count_note, register_module
 
 __all__ = ["CoordAtt"]
 
@@ -49,6 +49,8 @@ __all__ = ["CoordAtt"]
 @register_module(
     role="attention",
     paper="Coordinate Attention, Hou, Zhou & Feng, CVPR 2021, arXiv:2103.02907",
+    # public yaml rows such as [-1, 1, CoordAtt, [256]] give a channel count where yoloab reads reduction
+    row_notes=(channel_count_note("CoordAtt", "reduction"),),
 )
 class CoordAtt(CoordAttn):
     """Coordinate attention: channel gates factorised into a height gate and a width gate.

@@ -35,7 +35,7 @@ import math
 
 from timm.layers import EcaModule
 
-from yoloab.registry import register_module
+from yoloab.registry import channel_count_note, register_module
 
 __all__ = ["ECA", "eca_kernel_size"]
 
@@ -59,6 +59,8 @@ def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
 @register_module(
     role="attention",
     paper="ECA-Net: Efficient Channel Attention, Wang et al., CVPR 2020, arXiv:1910.03151",
+    # public yaml rows such as [-1, 1, ECA, [256]] give a channel count where yoloab reads k_size
+    row_notes=(channel_count_note("ECA", "k_size"),),
 )
 class ECA(EcaModule):
     """Efficient channel attention: x * sigmoid(conv1d_k(avgpool(x))) across channels, k adaptive by default.

@@ -42,7 +42,7 @@ import math
 import torch
 from torch import nn
 
-from yoloab.registry import register_module
+from yoloab.registry import channel_count_note, register_module
 
 __all__ = ["EMA"]
 
@@ -50,6 +50,8 @@ __all__ = ["EMA"]
 @register_module(
     role="attention",
     paper="EMA (Efficient Multi-Scale Attention), Ouyang et al., ICASSP 2023, arXiv:2305.13563",
+    # public yaml rows such as [-1, 1, EMA, [256]] give a channel count where yoloab reads factor
+    row_notes=(channel_count_note("EMA", "factor"),),
 )
 class EMA(nn.Module):
     """Grouped attention: a directional 1x1 branch and a 3x3 branch, mixed by cross-spatial softmax products.

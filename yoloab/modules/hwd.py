@@ -28,6 +28,10 @@ state_dict loads once those four keys are dropped.
 Arguments: a replaced Conv row `[c2, 3, 2]` becomes `[c2]` (a 1x1 conv after a fixed 2x downsampling).
 Article placement: the paper replaces every downsampling of the encoder (max-pool or strided conv); in YOLO that
 is every downsampling conv of the backbone but the stem (`backbone`).
+
+Also registered as `Down_wt`, the reference's class name (`HWD.py`, `Down_wt(in_ch, out_ch)`), which public YOLOv8
+yaml files copying it use (`[-1, 1, Down_wt, [256]]`, the "YOLOv8改进" column's HWD article): a registry alias of
+this class, same constructor and parameters, not a second implementation.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yoloab.registry import Placement, register_module
+from yoloab.registry import MODULES, Placement, register_module
 
 __all__ = ["HWD", "haar_dwt"]
 
@@ -76,3 +80,7 @@ class HWD(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Downsample by 2 through the Haar sub-bands."""
         return self.conv_bn_relu(haar_dwt(x))
+
+
+# The authors' class name, kept by the YOLO tutorials that copy HWD.py (same (in_ch, out_ch) constructor).
+MODULES.alias("Down_wt", "HWD", "the authors' class name (apple1986/HWD, HWD.py), used by public YOLOv8 yaml files")

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from timm.layers import SEModule
 
-from yoloab.registry import register_module
+from yoloab.registry import channel_count_note, register_module
 
 __all__ = ["SE"]
 
@@ -51,6 +51,8 @@ __all__ = ["SE"]
 @register_module(
     role="attention",
     paper="Squeeze-and-Excitation Networks, Hu, Shen & Sun, CVPR 2018, arXiv:1709.01507",
+    # public yaml rows such as [-1, 1, SE, [256]] give a channel count where yoloab reads reduction
+    row_notes=(channel_count_note("SE", "reduction"),),
 )
 class SE(SEModule):
     """Squeeze-and-excitation channel attention: x * sigmoid(W2 relu(W1 avgpool(x) + b1) + b2).

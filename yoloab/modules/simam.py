@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yoloab.registry import register_module
+from yoloab.registry import channel_count_note, register_module
 
 __all__ = ["SimAM"]
 
@@ -32,6 +32,8 @@ __all__ = ["SimAM"]
 @register_module(
     role="attention",
     paper="SimAM, Yang, Zhang, Li & Xie, ICML 2021, PMLR 139:11863-11874 (no arXiv version)",
+    # public yaml rows such as [-1, 1, SimAM, [256]] give a channel count where yoloab reads e_lambda
+    row_notes=(channel_count_note("SimAM", "e_lambda"),),
 )
 class SimAM(nn.Module):
     """Parameter-free 3-D attention: each activation is gated by the inverse of its minimal energy.

@@ -20,7 +20,12 @@ Conv-BN-SiLU. The authors' ResNet variant (BN + ReLU after SPD) is not the detec
 Odd input sizes are not defined by the reference (its slices differ in size and `torch.cat` fails); this module
 raises the same way rather than padding.
 
-Arguments: a replaced Conv row `[c2, 3, 2]` becomes `[c2, 3]` (the stride is the space-to-depth).
+Arguments: a replaced Conv row `[c2, 3, 2]` becomes `[c2, 3]` (the stride is the space-to-depth); a Conv-style
+`[c2, 3, 2]` row is refused in one line (there is no stride to set).
+Public yaml: the YOLOv8 tutorials' `SPDConv(c1, c2, k=1, s=1, p=None, g=1, d=1, act=True)` (the "YOLOv8改进"
+column's SPD-Conv article) writes its rows `[c2]`, which there builds a 1x1 conv after the space-to-depth; the same
+row builds a 3x3 conv here (k defaults to 3, as the authors' YOLOv5-SPD convs do). Such a row builds with one
+warning naming both; `[c2, 1]` builds the tutorials' module, `[c2, 3]` this one without the warning.
 Article placement (YOLOv5-SPD): every strided convolution of backbone and head but the stem (`all`).
 """
 
@@ -30,7 +35,7 @@ import torch
 from torch import nn
 from ultralytics.nn.modules.conv import Conv
 
-from yoloab.registry import Placement, register_module
+from yoloab.registry import Placement, RowNote, register_module
 
 __all__ = ["SPDConv", "space_to_depth"]
 
@@ -46,6 +51,14 @@ def space_to_depth(x: torch.Tensor) -> torch.Tensor:
     paper="SPD-Conv, Sunkara & Luo, ECML PKDD 2022, arXiv:2208.03641",
     article=Placement("all"),
     conv_args=2,
+    row_notes=(
+        RowNote(
+            "yoloab's SPDConv builds a 3x3 conv after the space-to-depth (k=3, as in the authors' YOLOv5-SPD); the "
+            "YOLOv8 tutorials' SPDConv(c1, c2, k=1, s=1, ...) builds a 1x1 conv from the same row, with 1/9 of the "
+            "conv weights: write [c2, 1] for theirs, [c2, 3] for this one",
+            count=1,
+        ),
+    ),
 )
 class SPDConv(nn.Module):
     """Space-to-depth (scale 2) followed by a stride-1 Conv-BN-SiLU.

@@ -1,13 +1,12 @@
-"""Report files: `render_report` picks the renderer of a format; `write_report` writes every file atomically."""
+"""Report files: `render_report` picks the renderer of a format; `write_report` writes the files, all or none."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..results import write_files
 from .csv_format import report_csv
 from .html import report_html
 from .latex import report_latex
@@ -37,30 +36,11 @@ def render_report(report: Report, fmt: str, plots: Sequence[Plot] = (), columns:
     raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a binary file so that readers never see a partial file (temporary file in the same folder, renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the plots from a web server or a colleague
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(out_dir: str | Path, files: dict[str, str | bytes]) -> list[Path]:
-    """Write every rendered file (text or PNG bytes) into `out_dir`, each atomically; returns the paths."""
-    paths = []
-    for name, content in files.items():
-        path = Path(out_dir) / name
-        if isinstance(content, bytes):
-            write_bytes_atomic(path, content)
-        else:
-            write_bytes_atomic(path, content.encode("utf-8"))
-        paths.append(path)
-    return paths
+    """Write every rendered file (text or PNG bytes) into `out_dir`, all or none; returns the paths.
+
+    Raises:
+        OutputPathError: `out_dir`, or a folder above it, is a file.
+        StorageError: the files cannot be written (read-only, full disk); no new file is left behind.
+    """
+    return write_files(out_dir, files, "the report")

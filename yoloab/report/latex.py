@@ -64,21 +64,32 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+def split_columns(text: str | None) -> list[str] | None:
+    """`--columns a,b` as a list of names, blanks left out; None when the option was not given.
+
+    An empty result (`--columns ''`) is kept, for `check_columns` to refuse rather than fall back to the default.
+    """
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
 def check_columns(report: Report, columns: Sequence[str]) -> None:
-    """Refuse a column name that no table of the report could show, naming the nearest valid ones.
+    """Refuse columns that no table of the report could show, naming the valid ones (the nearest first).
 
     Raises:
-        ReportInputError: an unknown name.
+        ReportInputError: no name at all, a name given twice, or an unknown name.
     """
     valid = list(
         dict.fromkeys([*(k for k in METRICS if "{" not in k), *(m.key for t in report.tables for m in t.metrics)])
     )
+    expected = "expected comma-separated names from " + ", ".join(valid)
+    if not columns:
+        raise ReportInputError(f"--columns names no column; {expected}")
+    twice = next((name for n, name in enumerate(columns) if name in columns[:n]), None)
+    if twice is not None:
+        raise ReportInputError(f"--columns names '{twice}' twice; {expected}, each at most once")
     for name in columns:
         if name not in valid:
-            raise ReportInputError(
-                f"unknown column '{name}'{did_you_mean(name, valid)}; expected comma-separated names from "
-                + ", ".join(valid)
-            )
+            raise ReportInputError(f"unknown column '{name}'{did_you_mean(name, valid)}; {expected}")
 
 
 def _value(metric: Metric, row: Row, cell: Cell) -> str:

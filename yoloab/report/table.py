@@ -111,6 +111,11 @@ class Row:
         """Why the FLOP counts disagree, from the first flagged record."""
         return next((r.get("flops_note") for r in self.runs if r.get("flops_flag")), None)
 
+    @property
+    def attention_note(self) -> str | None:
+        """How much of the fused count is attention matmuls, which published tables leave out (`yoloab.flops`)."""
+        return next((r["attention_note"] for r in self.runs if r.get("attention_note")), None)
+
     def error(self, key: str | None) -> str | None:
         """The first record's explanation of a missing value (`Metric.error_key`), if any; an `ok` status is none.
 
@@ -136,7 +141,7 @@ class ReportTable:
         metrics: Value columns, in order.
         rows: Every row, including those whose runs all failed (CSV lists them; the tables list their errors).
         legend: How to read the table (best marks, deltas, spreads).
-        footnotes: Flagged FLOP counts (marked †) and failed counts.
+        footnotes: Flagged FLOP counts (marked †), failed counts and attention shares (`Row.attention_note`).
         settings: What the runs shared (or did not), the latency source and versions.
         failures: One line per failed run with its error.
     """
@@ -296,6 +301,8 @@ def finish(table: ReportTable, override: str | None = None) -> None:
             table.footnotes.append(f"† {row.label}: Ultralytics and aten GFLOPs differ by more than 5%: {note}")
         if row.gflops_error:
             table.footnotes.append(f"{row.label}: Ultralytics GFLOPs not available: {row.gflops_error}")
+        if row.attention_note:
+            table.footnotes.append(f"{row.label}: {row.attention_note}")
         for m in table.metrics:  # a runtime whose export failed or was skipped: why its latency is missing
             status = row.error(m.error_key) if m.error_key and m.error_key.startswith("export_") else None
             if status and row.values[m.key].mean is None:
