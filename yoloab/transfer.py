@@ -18,7 +18,6 @@ of classes may differ.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from ._ultralytics import intersect_dicts, read_checkpoint
 from .errors import PretrainedError, UltralyticsCompatError, UnsafeCheckpointError
+from .hashing import file_sha256 as _sha256
 from .models import get_base_model, scale_gains
 from .variants import Variant, build
 
@@ -112,14 +112,6 @@ def summary_line(record: dict[str, Any]) -> str:
     if record.get("partial_rows"):
         text += f"; partly transferred rows {', '.join(map(str, record['partial_rows']))}"
     return text
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _architecture(d: dict[str, Any]) -> str:
