@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from yoloab.cli.app import app
 from yoloab.datasets import builtin_dataset, load_dataset
-from yoloab.errors import DatasetError, SweepInputError
+from yoloab.errors import DatasetError, SweepInputError, YoloabWarning
 from yoloab.models import get_base_model
 from yoloab.results import RUN_KEYS, load_runs, load_val_stats, read_epochs, runs_frame, store_run
 from yoloab.significance import delta_intervals, resampled_map
@@ -506,7 +506,8 @@ def test_checkpoint_state_on_disk(two_runs, tmp_path):
     torch.save(ckpt, safe)
     last.write_bytes(last.read_bytes()[:1000])  # last.pt cut short by a kill: the atomic safe copy takes over
     run.settings.epochs = 2
-    state, model = _checkpoint(run)
+    with pytest.warns(YoloabWarning, match=r"last\.pt was cut short .* moved to .*damaged"):
+        state, model = _checkpoint(run)
     assert state == "resume" and model.ckpt["epoch"] == 0
     assert last.read_bytes() == safe.read_bytes()
     # the same checkpoint when epoch 1 was the last one: training ended, only the final validation is left
@@ -516,4 +517,9 @@ def test_checkpoint_state_on_disk(two_runs, tmp_path):
     # nothing usable at all: start clean
     for name in ("last.pt", "last.safe.pt"):
         (run.run_dir / "weights" / name).write_bytes(b"")
-    assert _checkpoint(run) == ("new", None) and not run.run_dir.exists()
+    with pytest.warns(YoloabWarning, match="cut short") as caught:
+        assert _checkpoint(run) == ("new", None) and not run.run_dir.exists()
+    assert sorted(str(w.message).split(" was cut short")[0].rsplit("/", 1)[1] for w in caught) == [
+        "last.pt",
+        "last.safe.pt",
+    ]
