@@ -639,3 +639,24 @@ def test_readme_says_a_results_directory_must_be_trusted():
     sweeps = readme.split("## Sweeps", 1)[1].split("\n## ", 1)[0]
     # checkpoints are read with the safe unpickler; what it cannot cover (DDP's own processes) must be trusted
     assert "weights_only" in sweeps and "must be trusted" in sweeps and "--device 0,1" in sweeps
+
+
+def test_a_report_whose_second_rename_fails_says_which_file_was_already_replaced(tmp_path, monkeypatch):
+    import yoloab.results
+    from yoloab.errors import StorageError
+
+    (tmp_path / "a.txt").write_text(OLD)
+    (tmp_path / "b.txt").write_text(OLD)
+    calls = []
+
+    def replace(src, dst):
+        calls.append(Path(dst).name)
+        if len(calls) == 2:  # the first file is in place, the second rename fails
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        os.replace(src, dst)
+
+    monkeypatch.setattr(yoloab.results, "os", _Proxy(os, replace=replace))
+    with pytest.raises(StorageError, match="; only a.txt replaced$"):
+        yoloab.results.write_files(tmp_path, {"a.txt": NEW, "b.txt": NEW}, "the report")
+    assert (tmp_path / "a.txt").read_text() == NEW and (tmp_path / "b.txt").read_text() == OLD
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]  # no temporary left

@@ -160,6 +160,7 @@ def write_files(out_dir: str | Path, files: dict[str, str | bytes], what: str, o
     check_out_dir(out, option)
     created = [p for p in (out, *out.absolute().parents) if not p.exists()]
     staged: list[tuple[str, Path]] = []
+    done: list[str] = []  # renamed into place: a rename failing after another has succeeded cannot be undone
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
@@ -170,6 +171,7 @@ def write_files(out_dir: str | Path, files: dict[str, str | bytes], what: str, o
             os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would hide the files from a web server or a colleague
         for name, tmp in staged:
             os.replace(tmp, out / name)
+            done.append(name)
     except BaseException as err:
         for _, tmp in staged:
             tmp.unlink(missing_ok=True)
@@ -179,7 +181,8 @@ def write_files(out_dir: str | Path, files: dict[str, str | bytes], what: str, o
         if isinstance(err, NotADirectoryError):
             raise OutputPathError(f"{option} {out} is not a folder: a folder above it is a file") from err
         if isinstance(err, OSError):
-            raise StorageError(f"cannot write {what} to {out}: {_why(err)}; nothing was written") from err
+            written = f"only {', '.join(done)} replaced" if done else "nothing was written"
+            raise StorageError(f"cannot write {what} to {out}: {_why(err)}; {written}") from err
         raise
     return [out / name for name in files]
 
