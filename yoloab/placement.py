@@ -81,9 +81,14 @@ def row_strides(d: dict) -> list[int]:
     return strides
 
 
-def stem_rows(d: dict) -> set[int]:
-    """Rows that read the input image: row 0, and any stride-2 row whose output stride is 2 (yolov9e's two stems)."""
-    return {0} | {i for i, s in enumerate(row_strides(d)) if s <= 2}
+def rows_named(d: dict, names: tuple[str, ...] | set[str], kind: str = "row") -> list[Candidate]:
+    """The rows of a model dict whose module is one of `names`, as candidates of a kind, in row order."""
+    nb, strides = len(d["backbone"]), row_strides(d)
+    return [
+        Candidate(i, "backbone" if i < nb else "head", strides[i], kind)
+        for i, row in enumerate(d["backbone"] + d["head"])
+        if row[2] in names
+    ]
 
 
 def parse_rows(text: str) -> list[int]:
@@ -186,7 +191,8 @@ def resolve(d: dict, placement: str, entry: ModuleEntry, model: str = "model") -
     spec = ROLES[entry.role]
     cands = candidates(d, entry)
     what = spec.candidates_text
-    listing = ", ".join(sorted({str(c) for c in cands if c.kind == "row"}, key=lambda s: int(s.split()[0]))) or "none"
+    rows_only = sorted({c.row: c for c in cands if c.kind == "row"}.values(), key=lambda c: c.row)
+    listing = ", ".join(map(str, rows_only)) or "none"
     if placement == "article":
         rules: tuple[Placement, ...] = article_rules(entry)
         if not rules:

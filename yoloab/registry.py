@@ -33,6 +33,7 @@ CHANNEL_RULES: dict[str, str] = {
     "same": "(c1, *args): c1 comes from the input and the output has c1 channels (attention, upsampling)",
 }
 BLOCK_HOSTS = ("C2f", "C3k2", "C3")  # hosts of every block module; C2PSA only where the module says it fits
+BLOCK_HOSTS_ALL = (*BLOCK_HOSTS, "C2PSA")
 
 
 @dataclass(frozen=True)
@@ -357,9 +358,9 @@ class Registry:
             )
         if hosts is not None and role != "block":
             raise UnknownRoleError(f"hosts= is for block modules; role {role!r} has no host rows")
-        bad_hosts = sorted(set(hosts or ()) - {*BLOCK_HOSTS, "C2PSA"})
+        bad_hosts = sorted(set(hosts or ()) - set(BLOCK_HOSTS_ALL))
         if bad_hosts:
-            raise UnknownRoleError(f"unknown block host(s) {bad_hosts}; expected some of {[*BLOCK_HOSTS, 'C2PSA']}")
+            raise UnknownRoleError(f"unknown block host(s) {bad_hosts}; expected some of {list(BLOCK_HOSTS_ALL)}")
         caller = sys._getframe(1)
         where = Path(caller.f_code.co_filename).resolve()
         origin = f"{where}:{caller.f_lineno}"

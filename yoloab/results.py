@@ -105,11 +105,16 @@ def check_writable(results_dir: str | Path) -> None:
             raise StorageError(f"--results {root} cannot be created: '{parent}' is not a writable folder")
         return
     try:
-        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=root)
-        os.close(fd)
-        os.unlink(probe)
+        _probe_write(root)
     except OSError as err:
         raise StorageError(f"--results {root} cannot be written: {_why(err)}") from err
+
+
+def _probe_write(folder: Path) -> None:
+    """Create and remove a temporary file in `folder`: a read-only mount or a full disk raises here, before any work."""
+    fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_out_dir(out_dir: str | Path, option: str = "--out") -> None:
@@ -130,9 +135,7 @@ def check_out_dir(out_dir: str | Path, option: str = "--out") -> None:
             raise StorageError(f"{option} {out} cannot be created: '{existing}' is {why}")
         return
     try:
-        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
+        _probe_write(out)
     except OSError as err:
         raise StorageError(f"{option} {out} cannot be written: {_why(err)}") from err
 

@@ -219,12 +219,16 @@ def align(d: dict, base_d: dict) -> Alignment | None:
         return None
     rows, base_rows = d["backbone"] + d["head"], base_d["backbone"] + base_d["head"]
     inserted = [i for i, r in enumerate(rows) if i > 0 and _is_inserted(r)]
-    kept = [i for i in range(len(rows)) if i not in set(inserted)]
+    kept: list[int] = []
+    base_of: dict[int, int] = {}  # row of the dict -> the base row whose output it stands for
+    for i in range(len(rows)):
+        if i in inserted:
+            base_of[i] = base_of[i - 1]
+        else:
+            base_of[i] = len(kept)
+            kept.append(i)
     if len(kept) != len(base_rows):
         return None
-    base_of: dict[int, int] = {}
-    for i in range(len(rows)):
-        base_of[i] = base_of[i - 1] if i in inserted else kept.index(i)
 
     def source(f: Any, at: int, lookup: dict[int, int] | None) -> Any:
         if isinstance(f, list):
@@ -264,7 +268,7 @@ def _user_variant(path: Path, d: dict, base: str | None) -> Variant:
         return Variant(name, chosen, d, path.stem, "yaml", [], "", path)
     rows = d["backbone"] + d["head"]
     modules = sorted({rows[i][2] for i in aligned.inserted + aligned.changed})
-    moved = aligned.inserted and aligned.row_map or None
+    moved = aligned.row_map if aligned.inserted else None
     return Variant(
         name,
         chosen,

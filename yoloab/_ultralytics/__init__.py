@@ -41,7 +41,7 @@ from ..errors import (
     YoloabWarning,
     did_you_mean,
 )
-from ..registry import MODULES
+from ..registry import BLOCK_HOSTS_ALL, MODULES
 
 TESTED = ((8, 4, 0), (8, 5, 0))  # [low, high): the Ultralytics releases this integration was written against
 CONV_PARAMS = ("c1", "c2", "k", "s", "p", "g", "d", "act")
@@ -360,18 +360,17 @@ def _row_where(d: dict, i: int) -> str:
 # other row the second, with its input channels read from a build of the rows before it.
 
 
-def _same_rule_row(original, d: dict, rows: list, i: int, row: list) -> list:
+def _same_rule_row(original, d: dict, ch: int, i: int, row: list) -> list:
     f = row[0]
     if f == -1 or f == i - 1:
         return [f, row[1], "nn.BatchNorm2d", []]
     if not isinstance(f, int):
-        raise ModelConfigError(
-            f"{d.get('yaml_file') or 'model yaml'}: row {i} {row[2]} reads {f}; a c1 -> c1 module reads one row"
-        )
+        raise ModelConfigError(f"{_row_where(d, i)} {row[2]} reads {f}; a c1 -> c1 module reads one row")
     src = f if f >= 0 else i + f
+    rows = d["backbone"] + d["head"]
     probe = {**d, "backbone": [list(r) for r in rows[: src + 1]], "head": [[-1, 1, "nn.BatchNorm2d", []]]}
     probe.pop("yoloab", None)
-    model, _ = _parse_model(original, probe, d.get("_ch", 3), False)
+    model, _ = _parse_model(original, probe, ch, False)
     return [f, row[1], "Index", [model[-1].num_features, 0]]
 
 
@@ -382,8 +381,6 @@ def _same_rule_input(layer: nn.Module, row: list) -> int:
 
 # --------------------------------------------------------------------------------------------------------------------
 # block hosts (`C2f_Faster`): Ultralytics builds its own host, yoloab replaces the inner blocks
-
-BLOCK_HOSTS_ALL = ("C2f", "C3k2", "C3", "C2PSA")
 
 
 def block_host(name: Any) -> tuple[str, Any] | None:
@@ -413,11 +410,10 @@ def _block_host_error(name: str) -> str | None:
     return f"puts {entry.name} in {host}, which it does not fit; its hosts: {', '.join(entry.hosts)}"
 
 
-def _swap_inner_blocks(layer: nn.Module, entry: Any, where: str = "") -> int:
-    """Replace every Bottleneck / PSABlock inside a host with `entry.cls(c, c, shortcut)`; returns how many."""
+def _swap_inner_blocks(layer: nn.Module, entry: Any, where: str = "") -> None:
+    """Replace every Bottleneck / PSABlock inside a host with `entry.cls(c, c, shortcut)`."""
     from ultralytics.nn.modules.block import Bottleneck, C3k, PSABlock
 
-    count = 0
     hosts = list(layer) if isinstance(layer, nn.Sequential) else [layer]  # a host row with n > 1 outside a C2f
     for host in hosts:
         containers = [host.m]
@@ -432,8 +428,6 @@ def _swap_inner_blocks(layer: nn.Module, entry: Any, where: str = "") -> int:
                 else:
                     continue
                 container[j] = _build_real(entry, c1, c2, [shortcut], where)
-                count += 1
-    return count
 
 
 def _parse_model(original, d: dict, ch: int, verbose: bool):
@@ -447,18 +441,16 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
         return original(d, ch, verbose)
 
     d = copy(d)
-    d["_ch"] = ch
     nb = len(d["backbone"])
     new_rows = []
     for i, row in enumerate(rows):
         if i in hosted:
             row = [row[0], row[1], hosted[i][0], row[3]]
         elif i in custom and custom[i].channels == "same":
-            row = _same_rule_row(original, d, rows, i, row)
+            row = _same_rule_row(original, d, ch, i, row)
         elif i in custom:
             row = [row[0], row[1], "Conv", _placeholder_args(custom[i], list(row[3]), d)]
         new_rows.append(row)
-    d.pop("_ch")
     d["backbone"], d["head"] = new_rows[:nb], new_rows[nb:]
 
     from ultralytics.nn import tasks

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import DETECT_HEADS, BaseModel
-from ..placement import Candidate, label, resolve, row_strides
+from ..placement import Candidate, label, resolve, row_strides, rows_named
 from ..registry import ModuleEntry
 from ..variants import Variant
 
@@ -26,18 +26,15 @@ SPP_TAILS = ("SPPF", "SPPELAN")
 
 def candidates(d: dict, entry: ModuleEntry | None = None) -> list[Candidate]:
     """Block rows by section and level, the SPPF row and the rows Detect reads."""
-    nb, strides = len(d["backbone"]), row_strides(d)
     rows = d["backbone"] + d["head"]
-    section = ["backbone" if i < nb else "head" for i in range(len(rows))]
-    found = [Candidate(i, section[i], strides[i]) for i, r in enumerate(rows) if r[2] in HOSTS]
-    found += [Candidate(i, section[i], strides[i], "sppf") for i, r in enumerate(rows) if r[2] in SPP_TAILS]
-    detect = [r for r in rows if r[2] in DETECT_HEADS]
-    if detect:
-        last = len(rows) - 1 - rows[::-1].index(detect[-1])
-        sources = detect[-1][0] if isinstance(detect[-1][0], list) else [detect[-1][0]]
-        for f in sources:
-            src = f if f >= 0 else last + f
-            found.append(Candidate(src, section[src], strides[src], "neck-output"))
+    found = rows_named(d, HOSTS) + rows_named(d, SPP_TAILS, "sppf")
+    heads = rows_named(d, DETECT_HEADS)
+    if heads:
+        last, nb, strides = heads[-1].row, len(d["backbone"]), row_strides(d)
+        f = rows[last][0]
+        for x in f if isinstance(f, list) else [f]:
+            src = x if x >= 0 else last + x
+            found.append(Candidate(src, "backbone" if src < nb else "head", strides[src], "neck-output"))
     return found
 
 

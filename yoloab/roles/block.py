@@ -11,8 +11,8 @@ and the C3k keeps its own cv1/cv2/cv3, as the field's `C3k2_X` classes do. See `
 from __future__ import annotations
 
 from ..models import BaseModel
-from ..placement import Candidate, row_strides
-from ..registry import ModuleEntry
+from ..placement import Candidate, rows_named
+from ..registry import BLOCK_HOSTS, ModuleEntry
 from ..variants import Variant, row_swap_variant
 
 SEPARATOR = "_"  # C2f_Faster: host, then the registered block name
@@ -25,10 +25,7 @@ def host_row_name(host: str, entry: ModuleEntry) -> str:
 
 def candidates(d: dict, entry: ModuleEntry | None = None) -> list[Candidate]:
     """Rows whose module is one of the block's hosts (C2f, C3k2, C3 by default; C2PSA where the module fits it)."""
-    hosts = entry.hosts if entry is not None else ("C2f", "C3k2", "C3")
-    nb, strides = len(d["backbone"]), row_strides(d)
-    rows = d["backbone"] + d["head"]
-    return [Candidate(i, "backbone" if i < nb else "head", strides[i]) for i, r in enumerate(rows) if r[2] in hosts]
+    return rows_named(d, entry.hosts if entry is not None else BLOCK_HOSTS)
 
 
 def rewrite(base: BaseModel, entry: ModuleEntry, module: str, placement: str) -> Variant:

@@ -7,7 +7,7 @@ resolution, so every later row sees the shapes it saw before.
 from __future__ import annotations
 
 from ..models import BaseModel
-from ..placement import Candidate, row_strides
+from ..placement import Candidate, rows_named
 from ..registry import ModuleEntry
 from ..variants import Variant, row_swap_variant
 
@@ -16,9 +16,7 @@ HOST = "nn.Upsample"
 
 def candidates(d: dict, entry: ModuleEntry | None = None) -> list[Candidate]:
     """The `nn.Upsample` rows of a model dict."""
-    nb, strides = len(d["backbone"]), row_strides(d)
-    rows = d["backbone"] + d["head"]
-    return [Candidate(i, "backbone" if i < nb else "head", strides[i]) for i, r in enumerate(rows) if r[2] == HOST]
+    return rows_named(d, (HOST,))
 
 
 def _scale(args: list) -> int:
