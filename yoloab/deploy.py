@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from ._ultralytics import export_model, tensorrt_runner, ultralytics_version
-from .errors import MissingExtraError, StorageError, UnknownRuntimeError, did_you_mean
+from .errors import MissingExtraError, StorageError, UnknownRuntimeError, did_you_mean, os_error_in_chain, os_error_text
 from .hashing import file_sha256 as _sha256
 from .results import quarantine
 from .safepaths import inside
@@ -235,7 +235,7 @@ def export(
         except OSError:  # another run stored the same key meanwhile: keep theirs (tmp is removed below)
             pass
     except OSError as err:
-        raise StorageError(f"cannot store the export of {name} for {runtime} in {root}: {_reason(err)}") from err
+        raise StorageError(f"cannot store the export of {name} for {runtime} in {root}: {os_error_text(err)}") from err
     finally:  # a failed or interrupted export leaves nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
     result.path = str(final / result.path) if result.path else None
@@ -246,22 +246,14 @@ _HOST = socket.gethostname()
 _STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
-def _reason(err: OSError) -> str:
-    return "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
-
-
 def _storage_failure(err: BaseException) -> str | None:
     """Why an exporter error is the disk's (full, over quota, read-only), or None when it is the model's.
 
     The exporter may raise the OSError itself, chain it, or only repeat its text in another error.
     """
-    seen: set[int] = set()
-    cause: BaseException | None = err
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, OSError) and cause.errno in _STORAGE_ERRNOS:
-            return _reason(cause)
-        cause = cause.__cause__ or cause.__context__
+    cause = os_error_in_chain(err, _STORAGE_ERRNOS)
+    if cause is not None:
+        return os_error_text(cause)
     text = str(err)
     return next((os.strerror(code) for code in _STORAGE_ERRNOS if os.strerror(code) in text), None)
 

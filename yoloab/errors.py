@@ -8,6 +8,7 @@ place (`yoloab.cli.app.EXIT_CODES`) and prints its message as one line, without 
 from __future__ import annotations
 
 import difflib
+import errno
 import sys
 from collections.abc import Iterable
 from types import TracebackType
@@ -33,6 +34,23 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Format a ' (nearest: a, b)' suffix, or '' when nothing is close."""
     hits = nearest(name, candidates)
     return f" (nearest: {', '.join(hits)})" if hits else ""
+
+
+def os_error_text(err: OSError) -> str:
+    """An OSError as a user reads it: 'no space left on the device', else its strerror."""
+    return "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+
+
+def os_error_in_chain(err: BaseException, codes: Iterable[int]) -> OSError | None:
+    """The first OSError with one of `codes` in an error's chain (`__cause__`, else `__context__`), or None."""
+    wanted, seen = set(codes), set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in wanted:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 class YoloabError(Exception):

@@ -42,7 +42,6 @@ back (see `yoloab.callbacks`), `started`, `finished`, `device_name`, `torch`, `u
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -59,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .atomic import FILE_MODE, copy_atomic, write_atomic
-from .errors import OutputPathError, StorageError, YoloabWarning
+from .errors import OutputPathError, StorageError, YoloabWarning, os_error_text
 from .safepaths import inside
 
 if TYPE_CHECKING:
@@ -81,8 +80,6 @@ RUN_KEYS = (
 )  # fmt: skip
 
 
-def _why(err: OSError) -> str:
-    return "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
 
 
 def check_writable(results_dir: str | Path) -> None:
@@ -107,7 +104,7 @@ def check_writable(results_dir: str | Path) -> None:
     try:
         _probe_write(root)
     except OSError as err:
-        raise StorageError(f"--results {root} cannot be written: {_why(err)}") from err
+        raise StorageError(f"--results {root} cannot be written: {os_error_text(err)}") from err
 
 
 def _probe_write(folder: Path) -> None:
@@ -137,7 +134,7 @@ def check_out_dir(out_dir: str | Path, option: str = "--out") -> None:
     try:
         _probe_write(out)
     except OSError as err:
-        raise StorageError(f"{option} {out} cannot be written: {_why(err)}") from err
+        raise StorageError(f"{option} {out} cannot be written: {os_error_text(err)}") from err
 
 
 def write_files(out_dir: str | Path, files: dict[str, str | bytes], what: str, option: str = "--out") -> list[Path]:
@@ -185,7 +182,7 @@ def write_files(out_dir: str | Path, files: dict[str, str | bytes], what: str, o
             raise OutputPathError(f"{option} {out} is not a folder: a folder above it is a file") from err
         if isinstance(err, OSError):
             written = f"only {', '.join(done)} replaced" if done else "nothing was written"
-            raise StorageError(f"cannot write {what} to {out}: {_why(err)}; {written}") from err
+            raise StorageError(f"cannot write {what} to {out}: {os_error_text(err)}; {written}") from err
         raise
     return [out / name for name in files]
 
@@ -194,7 +191,8 @@ def _write(path: Path, text: str, what: str) -> None:
     try:
         write_atomic(path, text)
     except OSError as err:
-        raise StorageError(f"cannot write {what} to {path}: {_why(err)}; the stored records are unchanged") from err
+        why = os_error_text(err)
+        raise StorageError(f"cannot write {what} to {path}: {why}; the stored records are unchanged") from err
 
 
 def profile_path(results_dir: str | Path, key: str) -> Path:
@@ -259,7 +257,7 @@ def quarantine(
     except FileNotFoundError:  # another sweep moved it first
         return None
     except OSError as err:
-        warnings.warn(f"damaged {what} {path} ({why}) ignored; it could not be moved aside: {_why(err)}",
+        warnings.warn(f"damaged {what} {path} ({why}) ignored; it could not be moved aside: {os_error_text(err)}",
                       YoloabWarning, stacklevel=3)  # fmt: skip
         return None
     if redo is None:
@@ -429,7 +427,8 @@ def store_run(record: dict[str, Any], results_dir: str | Path) -> Path:
     try:
         _store_val_stats(record, results_dir)
     except OSError as err:
-        raise StorageError(f"cannot store the validation statistics of run {record['key']}: {_why(err)}") from err
+        why = os_error_text(err)
+        raise StorageError(f"cannot store the validation statistics of run {record['key']}: {why}") from err
     text = json.dumps({k: record.get(k) for k in RUN_KEYS}, indent=1, default=str) + "\n"
     status = record.get("status") if not record.get("error") else f"{record.get('status')}: {record.get('error')}"
     _write(path, text, f"the record of {record.get('variant')} seed {record.get('seed')} ({status})")

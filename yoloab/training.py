@@ -49,7 +49,7 @@ from ._ultralytics import (
     ultralytics_version,
 )
 from .datasets import Dataset
-from .errors import SweepInputError, YoloabError, YoloabWarning, did_you_mean
+from .errors import SweepInputError, YoloabError, YoloabWarning, did_you_mean, os_error_in_chain
 from .results import VAL_STATS_NAME, ValStats, read_epochs
 from .safepaths import inside, tree_inside
 from .transfer import Pretrained, seeded_model
@@ -416,13 +416,8 @@ def _disk_full(err: BaseException, run_dir: Path) -> bool:
     Python says so (ENOSPC, EDQUOT) somewhere in the error's chain; torch's checkpoint writer does not (`unexpected
     pos ...`), so a disk left with less room than the run's largest checkpoint counts too.
     """
-    seen: set[int] = set()
-    cause: BaseException | None = err
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
+    if os_error_in_chain(err, (errno.ENOSPC, errno.EDQUOT)) is not None:
+        return True
     try:
         sizes = [p.stat().st_size for p in (run_dir / "weights").glob("*.pt")]
         return bool(sizes) and shutil.disk_usage(run_dir).free < max(sizes)
