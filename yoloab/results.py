@@ -80,8 +80,6 @@ RUN_KEYS = (
 )  # fmt: skip
 
 
-
-
 def check_writable(results_dir: str | Path) -> None:
     """Make sure the results directory (and its `runs/` and `profile/` folders) can take files, before any work.
 
