@@ -1,10 +1,11 @@
 """Every `yoloab` command the README and the docs pages show is one the command line reads.
 
-Each command in a fenced shell block, and each inline code span that is a whole command (more than a verb, and no placeholder such as
-`PATH`, `[--opt]`, `a|b` or `...`), is parsed by the real click command tree of `yoloab.cli.app`: the verb must
-exist, and every option must exist and take a value of its type. A renamed or removed flag fails here with the page
-and the command. Running them is the job of `docs/run-commands.sh`, which executes the fenced commands of the README
-and regenerates their output; parsing them is cheap enough for every test run.
+Each command in a fenced shell block, and each inline code span that is a whole command (more than a verb or an
+option's name, and no placeholder such as `PATH`, `[--opt]`, `a|b` or `...`), is parsed by the real click command
+tree of `yoloab.cli.app`: the verb must exist, and every option must exist and take a value of its type. A renamed
+or removed flag fails here with the page and the command. Running them is the job of `docs/run-commands.sh`, which
+executes the fenced commands of the README and regenerates their output; parsing them is cheap enough for every
+test run.
 """
 
 from __future__ import annotations
@@ -20,9 +21,26 @@ from yoloab.cli.app import UsageError, app
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^[ \t]*```(?:bash|sh|shell|console)?[ \t]*$\n(.*?)^[ \t]*```[ \t]*$", re.M | re.S)
+SHELLS = {"", "bash", "sh", "shell", "console"}
 SPAN = re.compile(r"`([^`]+)`")  # paired left to right, as Markdown pairs them
-PLACEHOLDER = re.compile(r"\.\.\.|[\[\]|<>{}()]|(?:^|\s)[A-Z][A-Z0-9_]{1,}(?:,|\s|$)")
+PLACEHOLDER = re.compile(r"\.\.\.|[\[\]|<>{}()]|(?:^|\s)[A-Z][A-Z0-9_]*(?:,|\s|$)")
+
+
+def _split_fences(text: str) -> tuple[list[tuple[str, str]], str]:
+    """The fenced blocks of a page as (language, body), paired top to bottom, and the page's text outside them."""
+    blocks, prose, body, lang = [], [], None, ""
+    for line in text.splitlines():
+        fence = re.match(r"^[ \t]*```(\w*)", line)
+        if fence and body is None:
+            body, lang = [], fence.group(1)
+        elif fence and body is not None:
+            blocks.append((lang, "\n".join(body)))
+            body = None
+        elif body is not None:
+            body.append(line)
+        else:
+            prose.append(line)
+    return blocks, "\n".join(prose)
 
 
 def _segments(block: str) -> list[str]:
@@ -49,19 +67,35 @@ def _yoloab_args(command: str) -> list[str] | None:
     return None
 
 
+def _names_an_option(args: list[str]) -> bool:
+    """Whether a prose span such as `yoloab report --out` names an option rather than giving a command line."""
+    root = typer.main.get_command(app)
+    verb = root.commands.get(args[0]) if hasattr(root, "commands") else None
+    if verb is None or not args[-1].startswith("--"):
+        return False
+    option = next((p for p in verb.params if args[-1] in getattr(p, "opts", [])), None)
+    return option is not None and not getattr(option, "is_flag", False)
+
+
 def _commands() -> list[tuple[str, str]]:
     found: dict[tuple[str, str], None] = {}
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
         name = page.relative_to(ROOT).as_posix()
-        for block in FENCE.findall(text):
-            for command in _segments(block):
+        blocks, prose = _split_fences(text)
+        for lang, block in blocks:
+            for command in _segments(block) if lang in SHELLS else []:
                 if _yoloab_args(command) is not None:
                     found[(name, command)] = None
-        for span in SPAN.findall(FENCE.sub("", text)):
+        for span in SPAN.findall(prose):
             span = " ".join(span.split())
             # a verb named in prose (`yoloab sweep`) is not a command line; a synopsis has placeholders
-            if span.startswith("yoloab ") and len(span.split()) > 2 and not PLACEHOLDER.search(span[7:]):
+            if (
+                span.startswith("yoloab ")
+                and len(span.split()) > 2
+                and not PLACEHOLDER.search(span[7:])
+                and not _names_an_option(span.split()[1:])
+            ):
                 found[(name, span)] = None
     return list(found)
 
@@ -91,3 +125,13 @@ def test_a_documented_command_parses(page, command):
         assert stop.exit_code == 0, f"{page}: `{command}` does not parse"
     except UsageError as err:
         pytest.fail(f"{page}: `{command}`: {err.format_message()}")
+
+
+def test_the_readme_script_runs_the_readmes_main_job():
+    """`docs/run-readme.sh` runs exactly the yoloab commands of the README's first code block, in order."""
+    blocks, _ = _split_fences((ROOT / "README.md").read_text(encoding="utf-8"))
+    main_job = next(block for lang, block in blocks if lang in SHELLS)
+    readme = [" ".join(["yoloab", *_yoloab_args(c)]) for c in _segments(main_job) if _yoloab_args(c) is not None]
+    script = (ROOT / "docs" / "run-readme.sh").read_text(encoding="utf-8")
+    array = script[script.index("commands=(") : script.index("\n)", script.index("commands=("))]
+    assert re.findall(r'^\s+"(yoloab [^"]+)"$', array, re.M) == readme

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -169,9 +170,14 @@ def test_pinned_worker_sees_device_zero_of_its_visible_devices(tmp_path):
         (["--address", "auto"], "--address needs --executor ray"),
         (["--executor", "ray", "--devices", "0"], "--devices is for the local executor"),
         (["--device", "cpu", "--devices", "cpu"], "not both"),
+        (["--partition", "gpu"], "--partition needs --executor slurm"),
+        (["--executor", "slurm", "--sbatch-arg", "--array=0-3"], "--array is set by yoloab"),
     ],
-    ids=["bad-entry", "missing-gpu", "address-without-ray", "devices-with-ray", "device-and-devices"],
-)
+    ids=[
+        "bad-entry", "missing-gpu", "address-without-ray", "devices-with-ray", "device-and-devices",
+        "partition-without-slurm", "slurm-own-sbatch-arg",
+    ],
+)  # fmt: skip
 def test_executor_options_that_do_not_fit(tmp_path, args, needle):
     if "0,1" in args:
         pytest.importorskip("torch")
@@ -199,3 +205,138 @@ def test_ray_executor_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     assert "pip install 'yoloab[ray]'" in result.output and len(result.output.strip().splitlines()) == 1
     assert not results.exists()
+
+
+@pytest.mark.parametrize(
+    "kind, devices, address, gpus, device, flags, needle",
+    [
+        ("local", None, None, None, "auto", {"--detach": True}, "--detach needs --executor slurm"),
+        ("ray", None, None, None, "auto", {"--time": "10"}, "--time needs --executor slurm"),
+        ("slurm", None, None, None, "auto", {"--time": "abc"}, "--time 'abc' is not a SLURM time limit"),
+        ("slurm", None, None, None, "auto", {"--time": "1:2:3:4"}, "--time '1:2:3:4' is not a SLURM time limit"),
+        ("slurm", None, None, None, "auto", {"--mem-per-run": "lots"}, "--mem-per-run 'lots' is not a SLURM memory"),
+        ("slurm", None, None, None, "auto", {"--sbatch-arg": ["-p=gpu"]}, "-p is set by yoloab; use --partition"),
+        ("slurm", None, None, None, "auto", {"--sbatch-arg": ["qos=high"]}, "'qos=high' is not an sbatch option"),
+        ("slurm", None, None, 0.5, "auto", {}, "--gpus-per-run 0.5: SLURM gives whole GPUs"),
+        ("slurm", None, None, None, "auto", {"--cpus-per-run": 0}, "--cpus-per-run 0 must be at least 1"),
+        ("slurm", "cpu", None, None, "auto", {}, "--devices is for the local executor"),
+        ("slurm", None, None, None, "cpu", {}, "--device is for the local executor; with SLURM use --gpus-per-run"),
+        ("slurm", None, "auto", None, "auto", {}, "--address needs --executor ray"),
+        ("slurm", None, None, None, "auto", {"--python-env": "/nonexistent/env"}, "no bin/activate or bin/python"),
+    ],
+    ids=[
+        "detach-local", "time-ray", "time-word", "time-too-many-fields", "mem", "partition-as-sbatch-arg",
+        "sbatch-arg-not-an-option", "fractional-gpu", "no-cpus", "devices", "device", "address", "python-env",
+    ],
+)  # fmt: skip
+def test_slurm_options_that_do_not_fit(kind, devices, address, gpus, device, flags, needle):
+    from yoloab.errors import SweepInputError
+    from yoloab.executors import make_executor
+
+    with pytest.raises(SweepInputError) as err:
+        make_executor(kind, devices, address, gpus, 1, device, slurm=flags)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("limit", ["90", "30:00", "1:30:00", "2-00", "2-12:00", "2-12:00:00"])
+def test_slurm_time_limits_in_each_of_sbatch_formats_are_taken(limit):
+    from yoloab.executors.slurm import SlurmOptions
+
+    SlurmOptions(time=limit).check()
+
+
+def test_slurm_executor_without_sbatch_says_where_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # neither sbatch nor squeue
+    results = tmp_path / "results"
+    result = runner.invoke(app, [*SWEEP, "--executor", "slurm", "--results", str(results)])
+    assert result.exit_code == 2, result.output
+    assert "--executor slurm needs SLURM's sbatch and squeue on PATH" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not results.exists()
+
+
+def test_sbatch_command_carries_each_option_once(tmp_path):
+    from yoloab.executors.slurm import SlurmOptions
+
+    options = SlurmOptions(
+        partition="gpu", account="lab", time="1:00:00", gpus=2, cpus=8, mem="32G", sbatch_args=("--qos=high",)
+    )
+    folder = tmp_path / "sub"
+    assert options.sbatch("yoloab-abl", 33, folder) == [
+        "sbatch", "--parsable", "--job-name=yoloab-abl", "--array=0-32", f"--output={folder}/%A_%a.out",
+        "--open-mode=append", "--requeue", "--partition=gpu", "--account=lab", "--time=1:00:00", "--cpus-per-task=8",
+        "--mem=32G", "--gres=gpu:2", "--qos=high", f"{folder}/job.sh",
+    ]  # fmt: skip
+    assert options.device() == "0,1" and SlurmOptions().device() == "cpu"  # SLURM's CUDA_VISIBLE_DEVICES, renumbered
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "1"}, "40_1"),
+        ({"SLURM_JOB_ID": "41"}, "41"),
+        ({}, None),
+    ],
+    ids=["array-task", "plain-job", "outside-slurm"],
+)
+def test_job_id_as_squeue_names_it(env, expected):
+    from yoloab.executors.slurm import job_id_from_env
+
+    assert job_id_from_env(env) == expected
+
+
+@pytest.mark.parametrize("kind", ["venv", "bin-only"])
+def test_job_script_activates_the_python_environment(tmp_path, kind):
+    from yoloab.executors.slurm import SlurmOptions, job_script
+
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / ("activate" if kind == "venv" else "python")).write_text("")
+    options = SlurmOptions(python_env=env)
+    options.check()
+    script = job_script(options, tmp_path / "sub", "abl", [])
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0  # bash reads it
+    setup = f"source {env}/bin/activate" if kind == "venv" else f'export PATH={env}/bin:"$PATH"'
+    assert f"\n{setup}\nexec python -c " in script  # the environment's python, once it is set up
+
+
+MOUNTS = """sysfs /sys sysfs rw,nosuid 0 0
+/dev/sda1 / ext4 rw,relatime 0 0
+server:/export /shared nfs4 rw,vers=4.2,hard,proto=tcp 0 0
+server:/old /shared/old nfs rw,vers=3,nolock,hard 0 0
+mds@tcp:/lfs /lustre lustre rw,localflock 0 0
+"""
+
+
+@pytest.mark.parametrize(
+    "path, mount, problem",
+    [
+        ("/shared/results", ("/shared", "nfs4", "rw,vers=4.2,hard,proto=tcp"), None),
+        ("/shared/old/results", ("/shared/old", "nfs", "rw,vers=3,nolock,hard"), "'nolock'"),
+        ("/shared-not/results", ("/", "ext4", "rw,relatime"), None),
+        ("/lustre/x", ("/lustre", "lustre", "rw,localflock"), "'localflock'"),
+    ],
+    ids=["nfs4", "nfs3-nolock", "prefix-is-not-a-parent", "lustre-localflock"],
+)
+def test_the_mount_of_a_results_directory_and_whether_its_locks_reach_other_nodes(path, mount, problem):
+    from yoloab.executors.slurm import lock_problem, mount_of
+
+    assert mount_of(Path(path), MOUNTS) == mount
+    assert lock_problem(*mount[1:]) == problem
+
+
+@pytest.mark.parametrize(
+    "fstype, options, problem",
+    [
+        ("nfs", "rw,vers=3,hard", None),
+        ("nfs4", "rw,local_lock=flock", "'local_lock=flock'"),
+        ("nfs4", "rw,local_lock=none", None),
+        ("lustre", "rw,flock", None),
+        ("lustre", "rw", "no 'flock' option"),
+        ("xfs", "rw", None),
+    ],
+    ids=["nfs3-lockd", "nfs-local-flock", "nfs-local-none", "lustre-flock", "lustre-default", "local-disk"],
+)
+def test_lock_problem_by_mount_options(fstype, options, problem):
+    from yoloab.executors.slurm import lock_problem
+
+    assert lock_problem(fstype, options) == problem

@@ -66,3 +66,47 @@ def test_axis_labels_are_plain(tmp_path):
     for cost, start in (("gflops_aten", "GFLOPs"), ("latency_ms", "Latency in ms")):
         text = _cost_label(shapes, list(shapes.shown), cost)
         assert text.startswith(start) and "honest" not in text and "aten count" not in text, text
+
+
+# ---- vector files and labelled axes (issue 22) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from test_report import make_store
+
+    return load_report(make_store(tmp_path_factory.mktemp("plots") / "results"), dataset="shapes").tables[0]
+
+
+@pytest.mark.parametrize(
+    "kind", ["gflops_aten", "latency_ms", "curves"], ids=["map-vs-gflops", "map-vs-latency", "curves"]
+)
+def test_every_axis_is_labelled(shapes, kind):
+    from yoloab.report.plots import curves_figure, map_vs_cost_figure
+
+    drawn = curves_figure(shapes) if kind == "curves" else map_vs_cost_figure(shapes, kind)
+    axes = [ax for ax in drawn.figure.axes if ax.get_visible()]
+    assert axes
+    for ax in axes:
+        assert ax.get_xlabel().strip() and ax.get_ylabel().strip(), (ax.get_title(), ax.get_xlabel(), ax.get_ylabel())
+
+
+def test_plots_are_also_vector_pdf_and_svg(shapes):
+    from yoloab.report.plots import map_vs_cost_figure
+
+    drawn = map_vs_cost_figure(shapes, "latency_ms", ("png", "pdf", "svg"))
+    pdf, svg = drawn.files["pdf"], drawn.files["svg"]
+    assert pdf.startswith(b"%PDF") and b"DejaVu" in pdf  # the font that ships with matplotlib, embedded
+    assert b"/Subtype /Type3" not in pdf  # TrueType (Type 42), which paper submission checks accept
+    assert b"<svg" in svg[:1000] and b"</svg>" in svg[-100:]
+    assert map_vs_cost_figure(shapes, "latency_ms", ("svg",)).files["svg"] == svg  # the same bytes every time
+
+
+def test_report_plots_names_every_format(shapes):
+    from yoloab.report import Report
+    from yoloab.report.plots import report_plots
+
+    names = [p.filename for p in report_plots(Report([shapes]), formats=("png", "svg"))]
+    assert names == [
+        f"shapes-{kind}.{ext}" for kind in ("map-vs-gflops", "map-vs-latency", "curves") for ext in ("png", "svg")
+    ]

@@ -111,25 +111,48 @@ def test_second_run_reuses_and_reprofile_measures_again(tmp_path, quick):
     path = results / "profile" / f"{first['key']}.json"
     stored = json.loads(path.read_text())
     assert stored == first and "reused" not in stored
-    stored["profiled"] = "2020-01-02T03:04:05+00:00"  # an older measurement, to tell it from a new one
+    stored["profiled"] = stored["counted"] = "2020-01-02T03:04:05+00:00"  # older, to tell it from a new one
     path.write_text(json.dumps(stored))
-    before = _stored(results)
 
-    again = _profile(results, "--module", "ADown", "-f", "json")  # the baseline is stored, the variant is new
+    # the baseline is stored, the variant is new: one comparison group, so the baseline is timed again with it (its
+    # counts reused) rather than compared with a timing from another session (issue 22)
+    again = _profile(results, "--module", "ADown", "-f", "json")
     base, adown = _records(again.stdout)
-    assert base == {**stored, "reused": True} and "reused" not in adown
-    assert "reused 1 stored record (measured 2020-01-02 03:04:05 UTC); --reprofile to measure it again" in again.stderr
+    assert "reused" not in base and "reused" not in adown
+    assert base["timing_session"] == adown["timing_session"] != stored["timing_session"]
+    assert base["counted"] == "2020-01-02T03:04:05+00:00" and base["profiled"] > base["counted"]
+    counts = ("params", "gflops", "gflops_aten", "gflops_fused", "gflops_published")
+    assert {k: base[k] for k in counts} == {k: stored[k] for k in counts}
+    assert "timed 1 stored record again (counted 2020-01-02 03:04:05 UTC)" in again.stderr
+    assert "reused" not in again.stderr
     after = _stored(results)
-    assert {k: after[k] for k in before} == before and len(after) == 2  # the stored file untouched, one new
+    assert len(after) == 2 and json.loads(path.read_text()) == base  # rewritten with the new session
 
-    table = _profile(results, "--module", "ADown")
-    assert "1 thread, batch 1)" in table.stdout and "reused 2 stored records (measured 2020-01-02" in table.stderr
-    assert _stored(results) == after
+    table = _profile(results, "--module", "ADown")  # one stored session for the whole group: reused as it is
+    assert "1 thread, batch 1)" in table.stdout and "reused 2 stored records (measured 20" in table.stderr
+    assert "timed" not in table.stderr and _stored(results) == after
 
     redone = _records(_profile(results, "--reprofile", "-f", "json").stdout)[0]
     assert redone["key"] == first["key"] and "reused" not in redone
-    assert redone["profiled"] > "2020-01-02T03:04:05+00:00"
+    assert redone["profiled"] > "2020-01-02T03:04:05+00:00" and redone["counted"] == redone["profiled"]
     assert json.loads(path.read_text()) == redone
+
+
+def test_a_fully_reused_profile_builds_no_model(tmp_path, quick, monkeypatch):
+    results = tmp_path / "r"
+    for latency in ("--latency", "--no-latency"):
+        _profile(results, "--module", "ADown", latency)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(profiling, "build_seeded", no_build)
+    for latency in ("--latency", "--no-latency"):
+        result = _profile(results, "--module", "ADown", latency, "-f", "json")
+        assert all(r["reused"] for r in _records(result.stdout))
+        assert "reused 2 stored records" in result.stderr
+    refused = runner.invoke(app, ["profile", "--imgsz", "32", "--results", str(results), "--module", "SCDown"])
+    assert refused.exit_code != 0 and "a model was built" in str(refused.exception)  # a miss does build
 
 
 def test_a_stored_record_without_latency_is_measured_again(tmp_path, quick):

@@ -150,8 +150,8 @@ BAD_ROWS = [
     ("HWD", [128, 3, 2], "[c2]", "3 arguments where HWD takes at most 1; a Conv row [c2, k, s] becomes HWD [c2]"),
     ("Down_wt", [128, 3], "[c2]", "2 arguments where HWD takes at most 1"),
     ("ADown", [128, 3, 2], "[c2]", "3 arguments where ADown takes at most 1"),
-    ("AKConv", [128], "[c2, num_param, stride=1, bias=None]", "no num_param, which AKConv needs"),
-    ("AKConv", [128, 3, 2.5], "[c2, num_param, stride=1, bias=None]", "stride is 2.5 where an int belongs"),
+    ("AKConv", [128], "[c2, num_param, stride=1, bias=None, impl=None]", "no num_param, which AKConv needs"),
+    ("AKConv", [128, 3, 2.5], "[c2, num_param, stride=1, bias=None, impl=None]", "stride is 2.5 where an int belongs"),
 ]
 
 
@@ -184,7 +184,7 @@ FORMS = {
     "AConv": "[c2]",
     "HWD": "[c2]",
     "SPDConv": "[c2, k=3]",
-    "AKConv": "[c2, num_param, stride=1, bias=None]",
+    "AKConv": "[c2, num_param, stride=1, bias=None, impl=None]",
     "DynamicConv": "[c2, k=1, s=1, p=None, g=1, d=1, act=True, num_experts=4]",
     "SCDown": "[c2, k, s]",
     "SE": "[reduction=16, bias=True]",

@@ -94,8 +94,8 @@ def test_one_entry_reaches_every_report_format(energy_metric, energy_store):
     page = render_report(report, "html")
     assert "<th>energy (J)</th>" in page and f"<td><strong>{value}</strong></td><td>{delta}</td>" in page
 
-    term = _terminal(rich_report(report))
-    assert "energy" in term and value in term and delta in term
+    term = _terminal(rich_report(report))  # the terminal stacks the Δ under the value, as a relative change only
+    assert "energy" in term and value in term and f"{100 * d / base:+.1f}%" in term
 
 
 def test_one_entry_reaches_every_profile_format(energy_metric):
@@ -107,7 +107,7 @@ def test_one_entry_reaches_every_profile_format(energy_metric):
     md = profile_markdown(table)
     assert "| energy (J) | Δ energy (J) |" in md.splitlines()[0]
     assert f"| {value} | {delta} |" in md.splitlines()[3]
-    assert f"{value}" in _terminal([rich_table(table)]) and delta in _terminal([rich_table(table)])
+    assert f"{value}" in _terminal([rich_table(table)]) and f"{100 * d / 2.0:+.1f}%" in _terminal([rich_table(table)])
     assert [float(r["energy_j"]) for r in csv.DictReader(io.StringIO(profile_csv(table)))] == [2.0, 1.25]
     assert '"energy_j": 1.25' in profile_json(table)
 

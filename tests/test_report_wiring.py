@@ -79,6 +79,7 @@ def test_markdown_shows_the_interval_the_mark_and_the_method(store):
 
 def test_runtime_latency_is_a_column_in_md_and_csv(tmp_path):
     common = {"base": "yolov8n", "imgsz": 64, "params": 3_000_000, "gflops": 8.0, "latency_ms": 10.0}
+    common["timing_session"] = "s1"  # timed together: the latency Δ is shown
     records = [
         {"variant": "yolov8n", "module": None, **common, "latency_ms_onnxruntime": 4.0, "export_onnxruntime": "ok"},
         {"variant": "yolov8n-ADown", "module": "ADown", **common, "latency_ms_onnxruntime": 5.0},
@@ -103,10 +104,11 @@ def test_a_failed_export_shows_its_status_instead_of_a_latency(tmp_path):
             "export_openvino": "failed: op Y",
         },
     ]
+    # issue 22: the status is ✓ or ✗ with a numbered footnote, in place of the word 'failed'
     for md in (profile_markdown(profile_table(records)), report_markdown(_stored(records, tmp_path))):
-        assert "| failed |" in md
-        assert "yolov8n-X: latency openvino (ms): export failed: op Y" in md
-    assert "| 4.00 |" in profile_markdown(profile_table(records[:1]))  # an ok export: its number, no status
+        assert "| ✗1 |" in md
+        assert "✗1 yolov8n-X: latency openvino (ms): export failed: op Y" in md
+    assert "| ✓ 4.00 |" in profile_markdown(profile_table(records[:1]))  # an ok export: ✓ and its number
 
 
 def _stored(records, results):
@@ -116,7 +118,7 @@ def _stored(records, results):
 
 def test_run_table_joins_the_runtime_latency_of_the_variants_profile(store):
     results = store[0]
-    common = {"base": "yolov8n", "imgsz": 64, "latency_ms": 10.0}
+    common = {"base": "yolov8n", "imgsz": 64, "latency_ms": 10.0, "timing_session": "s1"}
     records = [
         {"variant": "yolov8n", "module": None, **common, "latency_ms_onnxruntime": 4.0},
         {"variant": "yolov8n-ADown", "module": "ADown", **common, "latency_ms_onnxruntime": 3.0},
@@ -130,3 +132,19 @@ def test_run_table_joins_the_runtime_latency_of_the_variants_profile(store):
     finally:
         for path in stored:
             path.unlink()  # the module's other tests see the store without profiles
+
+
+def test_export_status_marks_stay_out_of_latex(tmp_path):
+    common = {"base": "yolov8n", "imgsz": 64, "params": 3_000_000, "gflops": 8.0, "latency_ms": 10.0}
+    records = [
+        {"variant": "yolov8n", "module": None, **common, "latency_ms_openvino": 4.0, "export_openvino": "ok"},
+        {"variant": "yolov8n-X", "module": "X", **common, "latency_ms_openvino": None},
+    ]
+    records[1]["export_openvino"] = "failed: op Y"
+    store_profile(records, tmp_path)
+    report = load_report(tmp_path, columns=["latency_ms", "latency_ms_openvino"])
+    from yoloab.report import render_report
+
+    tex = render_report(report, "latex", columns=["latency_ms", "latency_ms_openvino"])
+    assert "✓" not in tex and "✗" not in tex  # pdflatex has no such glyphs; the cell says 'failed', a note why
+    assert "failed" in tex and "yolov8n-X: latency openvino (ms): export failed: op Y" in tex

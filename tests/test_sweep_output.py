@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,14 +51,23 @@ def test_sweep_output_is_one_display_and_ultralytics_lines_go_to_the_log(tmp_pat
     assert log.count("2/2") >= 1 and "\x1b[K" in log  # its own progress bars, frames and all
 
 
-def test_sweep_quiet_prints_one_line_per_run_and_no_display(tmp_path):
+def test_sweep_quiet_prints_one_line_as_each_run_starts_and_ends_and_no_display(tmp_path):
     result = _cli(
-        "sweep", "--dataset", "builtin", "--builtin-images", "16", "--imgsz", "64", "--batch", "8", "--workers", "0",
-        "--epochs", "1", "--model", "yolov8n", "--results", str(tmp_path / "results"), "--quiet", cwd=tmp_path,
+        "sweep", "--dataset", "builtin", "--builtin-images", "8", "--imgsz", "64", "--batch", "8", "--workers", "0",
+        "--epochs", "1", "--model", "yolov8n", "--seeds", "2", "--results", str(tmp_path / "results"), "--quiet",
+        cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "▶" not in result.stdout and "━" not in result.stdout.split("yoloab sweep")[0]
-    assert result.stdout.count("✓ yolov8n seed 0: mAP50-95") == 1
+    before_summary = result.stdout.split("yoloab sweep")[0]
+    assert "━" not in before_summary and "ETA -:--:--" not in before_summary  # no live display
+    lines = [line for line in before_summary.splitlines() if line.strip()]
+    # HH:MM:SS, then the run: started, then ended with its status and time
+    clock, took, m = r"\d\d:\d\d:\d\d ", r"[\dhms]+", r"0\.\d{4}"  # 12:03:05; 45s, 2m05s, 1h02m; mAP
+    assert len(lines) == 4, lines
+    assert re.fullmatch(clock + r"▶ yolov8n seed 0: started, run 1 of 2", lines[0])
+    assert re.fullmatch(clock + rf"✓ yolov8n seed 0: ok in {took}, mAP50-95 {m} · 1/2 runs done, ETA {took}", lines[1])
+    assert re.fullmatch(clock + r"▶ yolov8n seed 1: started, run 2 of 2", lines[2])
+    assert re.fullmatch(clock + rf"✓ yolov8n seed 1: ok in {took}, mAP50-95 {m} · 2/2 runs done", lines[3])
 
 
 def _spec(results: Path):

@@ -74,7 +74,9 @@ def test_backbone_swap_header_names_the_replaced_and_the_kept_rows(variant):
     k = len(variant.rows)  # the new backbone's own rows; every row after them is a base row, moved
     replaced = len(old_rows) - (len(new_rows) - k)
     assert [r[1:] for r in new_rows[k:]] == [r[1:] for r in old_rows[replaced:]]  # same repeats, module, args
-    assert all(r[2] in ("RevCol", "Index") for r in new_rows[:k])
+    module = MODULES.get(variant.module).name  # RevCol, or timm for timm-fasternet_t0
+    assert new_rows[0][2] == module and all(r[2] == "Index" for r in new_rows[1:k])
+    built = {"RevCol": "RevCol(c1, size=tiny)", "timm": f"timm(c1, model_name={variant.module[5:]}, out_indices="}
     text = to_yaml(variant)
-    assert f"rows 0-{k - 1}; row 0 builds RevCol(c1, size=tiny)" in text
+    assert f"rows 0-{k - 1}; row 0 builds {built[module]}" in text
     assert f"It replaces base rows 0-{replaced - 1}; base rows {replaced}-{len(old_rows) - 1} are rows {k}-" in text

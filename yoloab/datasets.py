@@ -9,7 +9,8 @@ only in shape, not colour, so a detector must learn shape at several scales. Lab
 yaml points Ultralytics at the folders.
 
 A user's data yaml is checked before anything trains: it must exist, parse, name its classes and point at `train`
-and `val` folders (or list files) that exist.
+and `val` folders (or list files) that exist. It is named after its root folder (the yaml's `path`, else the yaml's
+folder), not after the file, which is most often `data.yaml`.
 """
 
 from __future__ import annotations
@@ -128,10 +129,10 @@ class Dataset:
     """A dataset a sweep trains on.
 
     Attributes:
-        name: `builtin` or the data yaml's stem; tables are grouped by it.
+        name: `builtin`, or the dataset's root folder (`dataset_name`); tables and run names use it.
         yaml: absolute path of the Ultralytics data yaml.
-        identity: what run keys hash: generator version and size for the built-in one, else the data yaml's name
-            and a hash of its content and location.
+        identity: what run keys hash: generator version and size for the built-in one, else the data yaml's stem
+            and a hash of its content and location (unchanged since names came from the yaml's stem).
         names: class names.
         n_train: number of training images (for images/s).
     """
@@ -235,7 +236,18 @@ def load_dataset(spec: str, builtin_images: int = 512) -> Dataset:
             if split == "train":
                 n_train += _count_images(source)
     digest = hashlib.sha256((text + "\0" + str(root)).encode()).hexdigest()[:12]
-    return Dataset(path.stem, path.resolve(), f"{path.stem}-{digest}", tuple(map(str, names)), n_train)
+    # the identity keeps the yaml's stem, as before: run keys hash it, so stored runs keep their keys
+    identity = f"{path.stem}-{digest}"
+    return Dataset(dataset_name(root, path), path.resolve(), identity, tuple(map(str, names)), n_train)
+
+
+def dataset_name(root: Path, yaml_path: Path) -> str:
+    """What tables and run names call a user's dataset: its root folder (the yaml's `path`, else the yaml's folder).
+
+    Most data yaml files are called `data.yaml`; the folder tells `coco8` from `VOC`. The file's stem stands in only
+    where the root has no name (`/`).
+    """
+    return root.name or yaml_path.stem
 
 
 def file_sha256(path: str | Path) -> str:

@@ -89,6 +89,14 @@ class VariantNameError(YoloabError):
     """A variant name that cannot be a file name inside the results directory (a path separator or `..`)."""
 
 
+class UnknownLossError(YoloabError):
+    """A box-loss name (`--loss`) that is neither in yoloab's loss catalog nor registered by a plugin."""
+
+
+class LossRegistrationError(YoloabError):
+    """A loss registered with a name that cannot be a variant or file name, or registered twice."""
+
+
 class UnknownModelError(YoloabError):
     """A base model name that the installed Ultralytics does not ship."""
 
@@ -113,6 +121,14 @@ class SweepInputError(YoloabError):
     """A sweep setting that cannot be trained (bad `--train` key or value, seed, device or executor)."""
 
 
+class SchedulerError(SweepInputError):
+    """SLURM refused a job or did not answer.
+
+    `sbatch` refuses an unknown partition or account, or a time over the limit; `squeue` fails where the controller
+    does not answer. Exit code 2, as for a bad sweep setting.
+    """
+
+
 class ProfileInputError(YoloabError):
     """An image size, batch or device that cannot be profiled."""
 
@@ -127,6 +143,20 @@ class ResultsError(YoloabError):
 
 class ReportInputError(YoloabError):
     """A report option naming something that does not exist (an unknown `--columns` name)."""
+
+
+class MissingSeedsError(YoloabError):
+    """A comparison with fewer finished seeds per variant than `report --require-seeds` asks for (exit code 1).
+
+    Not bad input: the store is incomplete. The message names every missing run and the command that trains it.
+
+    Attributes:
+        missing: the missing runs (`yoloab.seeds.MissingRun`).
+    """
+
+    def __init__(self, message: str, missing: list | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])
 
 
 class OutputPathError(ResultsError):

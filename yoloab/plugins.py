@@ -6,6 +6,10 @@ A plugin registers its modules with the same decorator as the built-in catalog:
 
     @register_module(role="downsample", channels="conv", paper="...", article=Placement("backbone"))
     class MyDown(nn.Module): ...
+
+and its box losses (`--loss MyIoU`) with `yoloab.losses.register_loss`: a function of predicted and target boxes
+(xyxy, pixels) returning the per-box IoU (`returns="iou"`) or loss term. A plugin file is pickled by value for DDP
+children and loaded again by every worker, so its losses are registered wherever a run trains.
 """
 
 from __future__ import annotations

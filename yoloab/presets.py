@@ -21,6 +21,11 @@ ARTICLE: list[tuple[str, str, str]] = [
     ("yolov10s", "AKConv", "article"),
     ("yolov8n", "RevCol", "backbone"),
     ("yolo11n", "RevCol", "backbone"),
+    # timm backbones: the four families the field's catalogs swap in most, at their smallest size
+    ("yolov8n", "timm-fasternet_t0", "backbone"),
+    ("yolov8n", "timm-starnet_s050", "backbone"),
+    ("yolov8n", "timm-repvit_m0_9", "backbone"),
+    ("yolov8n", "timm-efficientvit_b0", "backbone"),
     # the other roles, as the field's catalogs use them (no YOLO article came with these modules)
     ("yolov8n", "Faster", "all"),  # C2f-Faster
     ("yolo11n", "Faster", "all"),  # C3k2-Faster, C3k's Bottlenecks included

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -206,6 +207,9 @@ class ModuleEntry:
             SPDConv); None when the constructor takes `*args` (nothing is checked).
         row_notes: row forms that build here but mean something else in a well-known public version of the module;
             each gives one warning line when a yaml row uses it.
+        check_size: for a backbone family whose sizes cannot all be listed (a timm model name), called with a size
+            outside `sizes`; raises a `YoloabError` for one that cannot serve. None: only `sizes` are accepted.
+            `--module all` leaves such a family out (`Registry.catalog_names`).
     """
 
     name: str
@@ -224,6 +228,7 @@ class ModuleEntry:
     extra: dict = field(default_factory=dict, compare=False)
     row_form: tuple[RowArg, ...] | None = None
     row_notes: tuple[RowNote, ...] = ()
+    check_size: Callable[[str], None] | None = field(default=None, compare=False)
 
     @property
     def row_form_text(self) -> str:
@@ -323,6 +328,7 @@ class Registry:
         recorded: tuple[str, ...] = (),
         hosts: tuple[str, ...] | None = None,
         row_notes: tuple[RowNote, ...] = (),
+        check_size: Callable[[str], None] | None = None,
     ) -> Callable[[type[nn.Module]], type[nn.Module]] | type[nn.Module]:
         """Register a module class; usable as `@register(...)` or `register(Cls, ...)`.
 
@@ -339,6 +345,7 @@ class Registry:
             recorded: attributes of the built module to record with every measurement.
             hosts: for a block module, the host rows it fits (default `BLOCK_HOSTS`; add `C2PSA` for PSABlock).
             row_notes: row forms that a well-known public version of the module reads differently (a warning each).
+            check_size: for a backbone family, validates a size outside `sizes` (see `ModuleEntry.check_size`).
 
         Returns:
             The class unchanged (decorator use) or the decorator.
@@ -387,6 +394,7 @@ class Registry:
                 builtin=where.is_relative_to(_PACKAGE_DIR),
                 row_form=read_row_form(klass, spec.channels),
                 row_notes=tuple(row_notes),
+                check_size=check_size,
             )
             self.add(entry)
             return klass
@@ -444,7 +452,9 @@ class Registry:
                 f"unknown {self.kind} '{name}'{did_you_mean(name, [*self._entries, *self._aliases])}; "
                 f"registered: {', '.join(sorted(self._entries))}"
             )
-        if size and entry.name == base and size not in entry.sizes:
+        if size and entry.name == base and size not in entry.sizes and entry.check_size is not None:
+            entry.check_size(size)  # an open family (timm): the size is validated by the family itself
+        elif size and entry.name == base and size not in entry.sizes:
             raise UnknownModuleError(
                 f"{entry.name} has no size '{size}'{did_you_mean(size, entry.sizes)}; sizes: {', '.join(entry.sizes)}"
             )
@@ -467,6 +477,10 @@ class Registry:
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._entries)
+
+    def catalog_names(self) -> list[str]:
+        """The names `--module all` stands for: every registered module but the open backbone families (timm)."""
+        return sorted(name for name, entry in self._entries.items() if entry.check_size is None)
 
 
 @functools.cache
@@ -495,6 +509,16 @@ def split_name(name: str) -> tuple[str, str | None, str | None]:
 
 MODULES = Registry("module")
 register_module = MODULES.register
+
+
+BUILD_ENV: set[str] = set()
+"""Environment variables that change how a registered module builds (AKConv's `YOLOAB_AKCONV`), added by the module:
+the set ones are part of a profile record's key, since the yaml alone no longer says what was measured."""
+
+
+def build_environment() -> dict[str, str]:
+    """The `BUILD_ENV` variables set in this process, by name."""
+    return {name: os.environ[name] for name in sorted(BUILD_ENV) if os.environ.get(name)}
 
 
 def recorded_attributes(model: nn.Module) -> dict[str, object]:

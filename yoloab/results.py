@@ -14,6 +14,7 @@ Layout of a results directory:
 - `variants/<variant>-<hash>.yaml`: the exact yaml each run trained.
 - `locks/<key>.lock`: held while a run trains (by the driver and its worker), so two sweeps sharing the directory
   never train the same run; `locks/<key>.worker/` is a `--devices` worker's exchange folder while it runs.
+- `slurm/`: `--executor slurm`'s submissions and each run's current job (see `yoloab.executors.slurm`).
 - `damaged/`: files that could not be read, moved aside and kept (never deleted): records cut short, NUL-filled, not
   a record, or with a field of the wrong type (`record_problem`), the run's record with damaged per-image statistics,
   and damaged cached exports (`yoloab.deploy`). The run counts as not done and trains again (a report leaves it
@@ -25,18 +26,22 @@ writers never see a partial record.
 A profile record has `kind`='profile', `key`, `yaml_sha256` (the run records' hash of the same yaml), `nc`,
 `imgsz`, `batch`, `threads`, `profiled` (UTC time measured) and the measurements of `yoloab.profiling`.
 
-Keys of a run record (`RUN_KEYS`): identity (`kind`='run', `key`, `sweep`, `variant`, `base`, `module`,
-`placement`, `yaml_sha256`, `yaml`), data (`dataset`, `dataset_id`, `nc`), settings (`epochs`, `imgsz`, `batch`,
-`seed`, `train_args`, `device`, `workers`), outcome (`status` 'ok' | 'failed', `error`), metrics of the best
-checkpoint (`map50`, `map50_95`, `precision`, `recall`, `best_epoch`, `epochs_done`), speed (`train_time_s`,
-`images_per_s`), cost as trained (`params`, `gflops`, `gflops_aten`, `gmacs`, `flops_imgsz`, `flops_flag`,
-`flops_note`) and as deployed after `fuse()` (`params_fused`, `gflops_fused`, `gflops_aten_fused`, `gmacs_fused`,
-`gflops_published`: the published tables' convention, `attention_note`, `fuse_note`), module settings
-(`save_memory`: RevCol's reversible training, None without RevCol), pretrained
-weights (`pretrained` {path, sha256}, `transferred_tensors`, `total_tensors`, `transferred_params`, `fresh_rows`,
-`partial_rows`; all None for runs from scratch, see `yoloab.transfer`), provenance (`run_dir`, `resumed`: whether
-the run was interrupted and resumed, `resumed_from_epoch`: epochs done before, `rng_restored`: the state a resume put
-back (see `yoloab.callbacks`), `started`, `finished`, `device_name`, `torch`, `ultralytics`, `yoloab`, `python`).
+Keys of a run record (`RUN_KEYS`): identity (`kind`='run', `key`, `sweep`, `variant`, `base`, `module`, `placement`,
+`architecture`: the variant without its box loss, `loss`: the box loss (`yoloab.losses`; `variant` is
+`architecture+loss` for any but the default CIoU; None in records from before the loss axis), `yaml_sha256`, `yaml`),
+data (`dataset`: its name, `dataset_id`, `data_yaml`: the yaml trained on, `nc`), settings
+(`epochs`, `imgsz`, `batch`, `seed`, `train_args`, `device`, `workers`), outcome (`status` 'ok' | 'failed', `error`),
+metrics of the best checkpoint (`map50`, `map50_95`, `precision`, `recall`, `best_epoch`, `epochs_done`;
+`map50_95_small`, `_medium`, `_large`: COCO's AP by object size from the stored statistics, `yoloab.size_ap`), speed
+(`train_time_s`, `images_per_s`), cost as trained (`params`, `gflops`, `gflops_aten`, `gmacs`, `flops_imgsz`,
+`flops_flag`, `flops_note`) and as deployed after `fuse()` (`params_fused`, `gflops_fused`, `gflops_aten_fused`,
+`gmacs_fused`, `gflops_published`: the published tables' convention, `attention_note`, `fuse_note`), module settings
+(`save_memory`: RevCol's reversible training, None without RevCol), pretrained weights (`pretrained` {path, sha256},
+`transferred_tensors`, `total_tensors`, `transferred_params`, `fresh_rows`, `partial_rows`; all None for runs from
+scratch, see `yoloab.transfer`), provenance (`run_dir`, `plugins`: the `--plugin` files loaded, `resumed`: whether the
+run was interrupted and resumed, `resumed_from_epoch`: epochs done before, `rng_restored`: the state a resume put back
+(see `yoloab.callbacks`), `started`, `finished`, `job_id`: the SLURM job that stored it (`12_3`; None elsewhere),
+`device_name`, `torch_threads`: the CPU threads torch trained with, `torch`, `ultralytics`, `yoloab`, `python`).
 """
 
 from __future__ import annotations
@@ -65,18 +70,19 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RUN_KEYS = (
-    "kind", "key", "sweep", "variant", "base", "module", "placement", "yaml_sha256", "yaml",
-    "dataset", "dataset_id", "nc",
+    "kind", "key", "sweep", "variant", "base", "module", "placement", "architecture", "loss", "yaml_sha256", "yaml",
+    "dataset", "dataset_id", "data_yaml", "nc",
     "epochs", "imgsz", "batch", "seed", "train_args", "device", "workers",
     "status", "error",
     "map50", "map50_95", "precision", "recall", "best_epoch", "epochs_done",
+    "map50_95_small", "map50_95_medium", "map50_95_large",
     "train_time_s", "images_per_s",
     "params", "gflops", "gflops_aten", "gmacs", "flops_imgsz", "flops_flag", "flops_note",
     "params_fused", "gflops_fused", "gflops_aten_fused", "gmacs_fused", "gflops_published", "attention_note",
     "fuse_note", "save_memory",
     "pretrained", "transferred_tensors", "total_tensors", "transferred_params", "fresh_rows", "partial_rows",
-    "run_dir", "resumed", "resumed_from_epoch", "rng_restored",
-    "started", "finished", "device_name", "torch", "ultralytics", "yoloab", "python",
+    "run_dir", "plugins", "resumed", "resumed_from_epoch", "rng_restored",
+    "started", "finished", "job_id", "device_name", "torch_threads", "torch", "ultralytics", "yoloab", "python",
 )  # fmt: skip
 
 
@@ -271,6 +277,7 @@ def quarantine(
 _NUMBER_KEYS = frozenset({
     "nc", "epochs", "imgsz", "batch", "workers", "threads",
     "map50", "map50_95", "precision", "recall", "best_epoch", "epochs_done", "resumed_from_epoch",
+    "map50_95_small", "map50_95_medium", "map50_95_large",
     "train_time_s", "images_per_s", "latency_ms", "latency_iqr_ms", "throughput_ips", "mem_infer_mb", "mem_train_mb",
     "params", "gflops", "gflops_aten", "gmacs", "flops_imgsz",
     "params_fused", "gflops_fused", "gflops_aten_fused", "gmacs_fused", "gflops_published",
@@ -281,8 +288,8 @@ _NUMBER_PATTERN = re.compile(
 )
 _TEXT_KEYS = frozenset({
     "kind", "key", "status", "error", "sweep", "variant", "base", "module", "placement", "yaml_sha256", "yaml",
-    "dataset", "dataset_id", "run_dir", "started", "finished", "profiled", "device_name", "dtype",
-    "torch", "ultralytics", "yoloab", "python",
+    "dataset", "dataset_id", "data_yaml", "run_dir", "started", "finished", "profiled", "device_name", "dtype",
+    "torch", "ultralytics", "yoloab", "python", "job_id",
 })  # fmt: skip
 _TEXT_PATTERN = re.compile(r"export_[A-Za-z0-9]+")  # a runtime's export status
 _MAPPING_KEYS = frozenset({"train_args", "pretrained"})
@@ -492,6 +499,10 @@ class ValStats:
         in_train: (N,) whether an image's content is also in the training set.
         map50: mAP50 of the validation pass the statistics come from.
         map50_95: mAP50-95 of that pass.
+        coco_match: (P, 4, 10) uint8 COCO-style match of each prediction per area range (all, small, medium,
+            large) and IoU threshold (`yoloab.size_ap`: TP, FP, IGNORED); None in statistics stored before it was.
+        pred_area: (P,) area of each predicted box in original-image px² (None likewise).
+        target_area: (G,) area of each label box in original-image px² (None likewise).
     """
 
     tp: np.ndarray
@@ -505,6 +516,9 @@ class ValStats:
     in_train: np.ndarray
     map50: float
     map50_95: float
+    coco_match: np.ndarray | None = None
+    pred_area: np.ndarray | None = None
+    target_area: np.ndarray | None = None
 
     @property
     def n_images(self) -> int:
@@ -527,6 +541,7 @@ class ValStats:
             in_train=np.array(in_train, dtype=bool),
             map50=float(captured["map50"]),
             map50_95=float(captured["map50_95"]),
+            **{k: np.asarray(captured[k]) for k in _SIZE_ARRAYS if captured.get(k) is not None},
         )
 
     def save(self, path: str | Path) -> Path:
@@ -547,6 +562,7 @@ class ValStats:
             "in_train": self.in_train,
             "map50": np.array(self.map50),
             "map50_95": np.array(self.map50_95),
+            **{k: getattr(self, k) for k in _SIZE_ARRAYS if getattr(self, k) is not None},
         }
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
@@ -574,6 +590,13 @@ class ValStats:
                 raise ValueError("prediction arrays of different lengths")
             if int(z["target_count"].sum()) != len(z["target_cls"]):
                 raise ValueError("label arrays of different lengths")
+            sizes = {k: z[k] for k in _SIZE_ARRAYS if k in z.files}  # absent from statistics stored before them
+            if sizes and (
+                set(sizes) != set(_SIZE_ARRAYS)
+                or not len(sizes["coco_match"]) == len(sizes["pred_area"]) == len(z["tp"])
+                or len(sizes["target_area"]) != len(z["target_cls"])
+            ):
+                raise ValueError("object-size arrays missing or of different lengths")
             return cls(
                 tp=z["tp"],
                 conf=z["conf"],
@@ -586,7 +609,11 @@ class ValStats:
                 in_train=z["in_train"],
                 map50=float(z["map50"]),
                 map50_95=float(z["map50_95"]),
+                **sizes,
             )
+
+
+_SIZE_ARRAYS = ("coco_match", "pred_area", "target_area")  # optional: the AP by object size (`yoloab.size_ap`)
 
 
 def val_stats_path(results_dir: str | Path, key: str) -> Path:

@@ -258,6 +258,18 @@ def run_sweep(specs: list[RunSpec], events: SweepEvents, executor: Executor | No
     return outcome
 
 
+def record_run(spec: RunSpec, record: dict[str, Any]) -> None:
+    """Store a run's record (atomically; the caller holds the run's lock); once `ok`, drop its resumable copies.
+
+    Raises:
+        StorageError: the record cannot be written.
+    """
+    store_run(record, spec.results_dir)
+    if record.get("status") == "ok":  # recorded: the resumable copy and resume state are no longer needed
+        for name in ("last.safe.pt", "rng.pt"):
+            inside(spec.results_dir, spec.run_dir / "weights" / name, "checkpoint").unlink(missing_ok=True)
+
+
 def _train_claimed(
     specs: list[RunSpec], events: SweepEvents, executor: Executor, stop: Callable[[], bool], outcome: SweepOutcome
 ) -> list[RunSpec]:
@@ -287,10 +299,7 @@ def _train_claimed(
     try:
         for spec, record in executor.run(claimed, events, stop):
             seen.add(spec.key)
-            store_run(record, spec.results_dir)
-            if record.get("status") == "ok":  # recorded: the resumable copy and resume state are no longer needed
-                for name in ("last.safe.pt", "rng.pt"):
-                    inside(spec.results_dir, spec.run_dir / "weights" / name, "checkpoint").unlink(missing_ok=True)
+            record_run(spec, record)
             locks.pop(spec.key).release()
             outcome.records.append(record)
             events.finished(spec, record)

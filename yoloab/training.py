@@ -18,6 +18,7 @@ executor) stores it. So local, multi-GPU and Ray sweeps skip, resume and record 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -41,6 +42,7 @@ import yaml
 
 from . import __version__
 from ._ultralytics import (
+    attach_box_loss,
     capture_val_stats,
     check_train_values,
     output_to,
@@ -50,6 +52,7 @@ from ._ultralytics import (
 )
 from .datasets import Dataset
 from .errors import SweepInputError, YoloabError, YoloabWarning, did_you_mean, os_error_in_chain
+from .losses import DEFAULT_LOSS, get_loss
 from .results import VAL_STATS_NAME, ValStats, read_epochs
 from .safepaths import inside, tree_inside
 from .transfer import Pretrained, seeded_model
@@ -169,9 +172,18 @@ def model_hash(variant: Variant) -> str:
 
 
 def run_key(
-    yaml_sha256: str, dataset: Dataset, settings: TrainSettings, seed: int, pretrained: Pretrained | None = None
+    yaml_sha256: str,
+    dataset: Dataset,
+    settings: TrainSettings,
+    seed: int,
+    pretrained: Pretrained | None = None,
+    loss: str = DEFAULT_LOSS,
 ) -> str:
-    """The identity of a run: a hash over model definition, dataset, settings, seed and the seeding checkpoint."""
+    """The identity of a run: a hash over model definition, dataset, settings, seed, seeding checkpoint and box loss.
+
+    The default loss (Ultralytics' own CIoU) leaves the key as it always was; another loss adds its name, constants
+    and source (`yoloab.losses.LossEntry.identity`).
+    """
     payload = {
         "format": KEY_FORMAT,
         "model": yaml_sha256,
@@ -181,6 +193,8 @@ def run_key(
     }
     if pretrained is not None:  # only then, so that runs from scratch keep the keys they always had
         payload["pretrained"] = pretrained.sha256
+    if loss != DEFAULT_LOSS:  # likewise: runs with Ultralytics' own loss keep their keys
+        payload["loss"] = get_loss(loss).identity()
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -199,6 +213,7 @@ class RunSpec:
         results_dir: the results directory.
         plugins: plugin files a worker process loads before training (not part of the key).
         pretrained: checkpoint whose weights seed the run (its SHA-256 is part of the key), or None.
+        loss: the box loss (`yoloab.losses`); `DEFAULT_LOSS` is Ultralytics' own, untouched.
     """
 
     key: str
@@ -211,16 +226,28 @@ class RunSpec:
     results_dir: Path
     plugins: tuple[str, ...] = ()
     pretrained: Pretrained | None = None
+    loss: str = DEFAULT_LOSS
+
+    @property
+    def name(self) -> str:
+        """The variant's name, with `+LOSS` for a box loss other than the default (`yolov8n+SIoU`)."""
+        return loss_variant_name(self.variant.name, self.loss)
 
     @property
     def label(self) -> str:
         """`variant seed N`, for progress lines."""
-        return f"{self.variant.name} seed {self.seed}"
+        return f"{self.name} seed {self.seed}"
 
     @property
     def run_name(self) -> str:
         """Ultralytics run name: readable, and unique through the key."""
-        return f"{self.variant.name}-{self.dataset.name}-seed{self.seed}-{self.key[:8]}"
+        name = f"{self.name}-{self.dataset.name}-seed{self.seed}-{self.key[:8]}"
+        # runs of yoloab <= 0.1.0 carried the data yaml's stem (`-data-`): an interrupted one resumes where it is
+        old = f"{self.variant.name}-{self.dataset.yaml.stem}-seed{self.seed}-{self.key[:8]}"
+        train = self.results_dir.resolve() / "train"
+        if old != name and not (train / name).exists() and (train / old).is_dir():
+            return old
+        return name
 
     @property
     def run_dir(self) -> Path:
@@ -238,6 +265,11 @@ class RunSpec:
         return self.results_dir.resolve() / "variants" / f"{self.variant.name}-{self.yaml_sha256[:8]}.yaml"
 
 
+def loss_variant_name(variant: str, loss: str) -> str:
+    """`yolov8n+SIoU`: the name a run's record and rows carry; the variant's own name for the default loss."""
+    return variant if loss == DEFAULT_LOSS else f"{variant}+{loss}"
+
+
 def plan_runs(
     variants: list[Variant],
     dataset: Dataset,
@@ -247,13 +279,15 @@ def plan_runs(
     sweep: str = "sweep",
     plugins: tuple[str, ...] = (),
     pretrained: Pretrained | None = None,
+    losses: list[str] | None = None,
 ) -> list[RunSpec]:
-    """One run per variant and seed, seed-major (every variant's first seed finishes before any second seed).
+    """One run per variant, box loss and seed, seed-major (every variant's first seed finishes before any second).
 
-    Identical runs (same key) are planned once.
+    Identical runs (same key) are planned once. `losses` are loss names (`yoloab.losses`); none: the default loss.
 
     Raises:
         SweepInputError: a negative seed, or no epochs.
+        UnknownLossError: a loss name not in the catalog.
     """
     if settings.epochs < 1:
         raise SweepInputError(f"--epochs {settings.epochs} must be at least 1")
@@ -263,13 +297,13 @@ def plan_runs(
         raise SweepInputError(f"--seed values must be non-negative; got {seeds}")
     specs: dict[str, RunSpec] = {}
     hashes = {v.name: model_hash(v) for v in variants}
+    losses = [get_loss(name).name for name in losses or [DEFAULT_LOSS]]
     for seed in seeds:
         for v in variants:
-            key = run_key(hashes[v.name], dataset, settings, seed, pretrained)
-            specs.setdefault(
-                key,
-                RunSpec(key, sweep, v, hashes[v.name], dataset, settings, seed, Path(results_dir), plugins, pretrained),
-            )
+            for loss in losses:
+                key = run_key(hashes[v.name], dataset, settings, seed, pretrained, loss)
+                spec = RunSpec(key, sweep, v, hashes[v.name], dataset, settings, seed, Path(results_dir), plugins)
+                specs.setdefault(key, dataclasses.replace(spec, pretrained=pretrained, loss=loss))
     return list(specs.values())
 
 
@@ -326,7 +360,9 @@ def base_record(spec: RunSpec) -> dict[str, Any]:
         "kind": "run",
         "key": spec.key,
         "sweep": spec.sweep,
-        "variant": v.name,
+        "variant": spec.name,
+        "architecture": v.name,
+        "loss": spec.loss,
         "base": v.base,
         "module": v.module,
         "placement": v.placement,
@@ -334,6 +370,7 @@ def base_record(spec: RunSpec) -> dict[str, Any]:
         "yaml": str(spec.yaml_path),
         "dataset": spec.dataset.name,
         "dataset_id": spec.dataset.identity,
+        "data_yaml": str(spec.dataset.yaml),
         "nc": len(spec.dataset.names),
         "epochs": s.epochs,
         "imgsz": s.imgsz,
@@ -344,6 +381,7 @@ def base_record(spec: RunSpec) -> dict[str, Any]:
         "device": s.device or "auto",
         "workers": s.workers,
         "run_dir": str(spec.run_dir),
+        "plugins": list(spec.plugins),
         "torch": _torch_version(),
         "ultralytics": ultralytics_version(),
         "yoloab": __version__,
@@ -601,6 +639,8 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None, notes: list[str] 
             from .callbacks import add_callbacks  # here: it imports this module
 
             add_callbacks(model, spec, hooks, restored)
+            if spec.loss != DEFAULT_LOSS:  # the default is Ultralytics' criterion, untouched
+                attach_box_loss(model, get_loss(spec.loss))
             if state == "resume":
                 metrics = model.train(resume=True, **{k: v for k, v in args.items() if k != "plots"})
             else:
@@ -626,8 +666,13 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None, notes: list[str] 
 
 
 def _save_val_stats(spec: RunSpec, captured: dict[str, Any] | None, out: dict[str, Any]) -> None:
-    """Leave the final validation's per-image statistics in the run directory, for the driver to store."""
+    """Leave the final validation's per-image statistics in the run directory, for the driver to store.
+
+    The record's AP by object size (`map50_95_small`, `_medium`, `_large`) is computed from them, so that it always
+    agrees with what a report recomputes from the stored file; None without them.
+    """
     from .datasets import file_sha256, in_training_set
+    from .size_ap import size_maps
 
     path = spec.run_dir / VAL_STATS_NAME
     path.unlink(missing_ok=True)
@@ -637,9 +682,12 @@ def _save_val_stats(spec: RunSpec, captured: dict[str, Any] | None, out: dict[st
     try:
         hashes = [file_sha256(f) for f in captured["im_files"]]
         overlap = in_training_set(spec.dataset, hashes, captured["im_files"])
-        ValStats.from_capture(captured, hashes, overlap).save(path)
+        stats = ValStats.from_capture(captured, hashes, overlap)
+        stats.save(path)
     except (OSError, ValueError, yaml.YAMLError) as err:  # the run itself is fine; only its intervals will be missing
         logging.getLogger("yoloab").warning("%s: per-image validation statistics not stored: %s", spec.label, err)
+        return
+    out.update(size_maps(stats))
 
 
 def _device_name(model: Any) -> str | None:
@@ -688,6 +736,9 @@ def _outcome(spec: RunSpec, metrics: Any, wall: float) -> dict[str, Any]:
     scored = [r for r in rows if key in r and math.isfinite(r[key])]
     out["best_epoch"] = int(max(scored, key=lambda r: (r[key], -r["epoch"]))["epoch"]) if scored else None
     out["epochs_done"] = len(rows)
+    import torch  # loaded by the trainer already; its intra-op threads are what the CPU work of this run used
+
+    out["torch_threads"] = torch.get_num_threads()
     out["train_time_s"] = _train_time(rows) if rows else wall
     out["images_per_s"] = (
         spec.dataset.n_train * len(rows) / out["train_time_s"] if rows and out["train_time_s"] > 0 else None

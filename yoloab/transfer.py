@@ -14,6 +14,12 @@ Conv's BatchNorm, a Detect head trained for another class count keeps all but it
 
 A checkpoint is accepted only for variants of the base model it was trained from (same rows and scale); the number
 of classes may differ.
+
+`--backbone-weights FILE` (a timm/PyTorch state dict, `.pth`/`.pt`/`.bin`, or `.safetensors`) seeds the backbone of
+a backbone swap (`timm-<model>`, RevCol) by the names the backbone has on its own: for a timm backbone the names of
+`timm.create_model(model).state_dict()`, which timm's feature wrapper may have renamed (`stages.0` -> `stages_0`).
+Every tensor of the backbone must be in the file with its shape; the first that is not is named, before anything is
+built or written. Both files go into the seeding's identity (`Pretrained.sha256`, part of each run key).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ._ultralytics import intersect_dicts, read_checkpoint
@@ -33,6 +40,8 @@ from .variants import Variant, build
 
 __all__ = [
     "Pretrained",
+    "backbone_tensor_names",
+    "read_state_dict",
     "Transfer",
     "check_pretrained",
     "load_source",
@@ -45,19 +54,32 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Pretrained:
-    """A checkpoint named by `--pretrained`, identified by its content.
+    """What seeds the variants: a checkpoint named by `--pretrained` and/or `--backbone-weights`, by content.
 
     Attributes:
-        path: absolute path of the file.
-        sha256: SHA-256 of the file (part of each run key).
+        path: absolute path of the checkpoint ('' with `--backbone-weights` alone).
+        sha256: the seeding's identity (part of each run key): the checkpoint's SHA-256; with backbone weights, the
+            SHA-256 over both files' SHA-256.
+        backbone_path: absolute path of the `--backbone-weights` file ('' without).
+        backbone_sha256: its SHA-256.
+        checkpoint_sha256: the checkpoint's own SHA-256 where `sha256` is not it (with backbone weights).
     """
 
     path: str
     sha256: str
+    backbone_path: str = ""
+    backbone_sha256: str = ""
+    checkpoint_sha256: str = ""
 
-    def record(self) -> dict[str, str]:
-        """The record's `pretrained` value."""
-        return {"path": self.path, "sha256": self.sha256}
+    def record(self) -> dict[str, Any]:
+        """The record's `pretrained` value (with a `backbone_weights` mapping where they were given)."""
+        if not self.backbone_path:
+            return {"path": self.path, "sha256": self.sha256}
+        return {
+            "path": self.path or None,
+            "sha256": self.checkpoint_sha256 or None,
+            "backbone_weights": {"path": self.backbone_path, "sha256": self.backbone_sha256},
+        }
 
 
 @dataclass
@@ -104,10 +126,14 @@ class Transfer:
 def summary_line(record: dict[str, Any]) -> str:
     """The one-line transfer summary of a profile or run record that has the transfer keys."""
     fresh = ", ".join(map(str, record["fresh_rows"])) or "none"
+    seed = record["pretrained"]
+    sources = [Path(seed["path"]).name] if seed.get("path") else []
+    if isinstance(seed.get("backbone_weights"), dict):
+        sources.append(f"{Path(seed['backbone_weights']['path']).name} (backbone)")
     text = (
         f"{record['variant']}: {record['transferred_tensors']}/{record['total_tensors']} tensors, "
         f"{record['transferred_params'] / 1e6:.2f}M/{record['params'] / 1e6:.2f}M parameters "
-        f"from {Path(record['pretrained']['path']).name}; fresh rows {fresh}"
+        f"from {' + '.join(sources)}; fresh rows {fresh}"
     )
     if record.get("partial_rows"):
         text += f"; partly transferred rows {', '.join(map(str, record['partial_rows']))}"
@@ -143,19 +169,31 @@ def _load(path: Path) -> nn.Module:
     return model
 
 
-def check_pretrained(path: str | Path, variants: list[Variant]) -> Pretrained:
+def check_pretrained(
+    path: str | Path | None, variants: list[Variant], backbone_weights: str | Path | None = None
+) -> Pretrained:
     """Read a checkpoint once and check that it is a checkpoint of every variant's base model.
 
     Args:
-        path: the `--pretrained` file.
+        path: the `--pretrained` file, or None.
         variants: the variants it will seed.
+        backbone_weights: the `--backbone-weights` file, or None; checked against every backbone swap's backbone.
 
     Returns:
-        The checkpoint's identity (path and SHA-256).
+        The seeding's identity (paths and SHA-256).
 
     Raises:
-        PretrainedError: the file is missing, is not an Ultralytics checkpoint, or was trained from another model.
+        PretrainedError: the file is missing, is not an Ultralytics checkpoint, or was trained from another model; the
+            backbone weights are missing, unreadable, or lack or mis-shape a tensor of a variant's backbone.
     """
+    if backbone_weights is not None:
+        found = _check_backbone_weights(Path(backbone_weights), variants)
+        if path is None:
+            return Pretrained("", _combined("", found[1]), *found)
+        ckpt = check_pretrained(path, variants)
+        return Pretrained(ckpt.path, _combined(ckpt.sha256, found[1]), *found, ckpt.sha256)
+    if path is None:
+        raise PretrainedError("nothing to seed from: give --pretrained PATH or --backbone-weights PATH")
     path = Path(path).expanduser().resolve()
     model = _load(path)
     found = _architecture(model.yaml)
@@ -179,13 +217,28 @@ def check_pretrained(path: str | Path, variants: list[Variant]) -> Pretrained:
 def load_source(pretrained: Pretrained) -> nn.Module:
     """Load the checkpoint's model (EMA weights first, as Ultralytics does), checking that the file is unchanged.
 
+    With `--backbone-weights`, their state dict rides on the returned module (an empty one without `--pretrained`)
+    for `transfer_into`.
+
     Raises:
         PretrainedError: the file is gone, unreadable, or its content changed since the sweep was planned.
     """
-    path = Path(pretrained.path)
-    model = _load(path)
-    if _sha256(path) != pretrained.sha256:
-        raise PretrainedError(f"--pretrained {path}: the file changed since the sweep was planned (SHA-256 differs)")
+    model = nn.Module()
+    if pretrained.path:
+        path = Path(pretrained.path)
+        model = _load(path)
+        if _sha256(path) != (pretrained.checkpoint_sha256 or pretrained.sha256):
+            raise PretrainedError(
+                f"--pretrained {path}: the file changed since the sweep was planned (SHA-256 differs)"
+            )
+    if pretrained.backbone_path:
+        path = Path(pretrained.backbone_path)
+        state = read_state_dict(path)
+        if _sha256(path) != pretrained.backbone_sha256:
+            raise PretrainedError(
+                f"--backbone-weights {path}: the file changed since the sweep was planned (SHA-256 differs)"
+            )
+        model._yoloab_backbone_state = state
     return model
 
 
@@ -215,6 +268,11 @@ def transfer_into(model: nn.Module, source: nn.Module, variant: Variant, source_
             moved[f"model.{rows[int(row)]}.{rest}"] = value
     own = model.state_dict()
     matched = intersect_dicts(moved, own)
+    state = getattr(source, "_yoloab_backbone_state", None)
+    if state is not None and variant.is_backbone_swap:
+        # checked when the sweep or profile was planned: every name is in the file with the backbone's shape
+        names = backbone_tensor_names(model.model[0])
+        matched |= {f"model.0.{own_key}": state[key] for key, (own_key, _) in names.items()}
     model.load_state_dict(matched, strict=False)
     params = dict(model.named_parameters())
     fresh, partial = [], []
@@ -235,6 +293,105 @@ def transfer_into(model: nn.Module, source: nn.Module, variant: Variant, source_
         fresh_rows=fresh,
         partial_rows=partial,
     )
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a state-dict file: safetensors, or a torch file read with `weights_only=True` (runs nothing).
+
+    A training checkpoint's state dict under `state_dict_ema`, `model_ema`, `state_dict` or `model` (timm's order) is
+    taken from inside it, and a `module.` prefix (DataParallel) is dropped.
+
+    Raises:
+        PretrainedError: the file is missing, unreadable, or holds no state dict.
+    """
+    what = "expected a timm/PyTorch state dict (.pth, .pt, .bin) or a .safetensors file"
+    if not path.is_file():
+        raise PretrainedError(f"--backbone-weights {path}: no such file; {what}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            data: Any = load_file(str(path), device="cpu")
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise PretrainedError(
+            f"--backbone-weights {path}: cannot be read ({type(err).__name__}: {first}); {what}"
+        ) from err
+    for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+            break
+    if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise PretrainedError(f"--backbone-weights {path}: holds no state dict (name -> tensor); {what}")
+    return {str(k).removeprefix("module."): v for k, v in data.items()}
+
+
+def backbone_tensor_names(backbone: nn.Module) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The tensors a `--backbone-weights` file must hold for a backbone module, in the module's order.
+
+    Returns:
+        name in the file -> (name in the module's state_dict, shape): a timm backbone's `timm_names()` (the names of
+        `timm.create_model(model)`), else the module's own names (RevCol keeps its authors' names).
+    """
+    own = {k: tuple(v.shape) for k, v in backbone.state_dict().items()}
+    names = backbone.timm_names() if hasattr(backbone, "timm_names") else {k: k for k in own}
+    return {key: (own_key, own[own_key]) for key, own_key in names.items()}
+
+
+def _combined(*hashes: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(":".join(hashes).encode()).hexdigest()
+
+
+def _check_backbone_weights(path: Path, variants: list[Variant]) -> tuple[str, str]:
+    """Check a `--backbone-weights` file against each backbone swap's backbone, built on the meta device.
+
+    Returns:
+        The file's absolute path and SHA-256.
+
+    Raises:
+        PretrainedError: no variant swaps its backbone, or the file lacks or mis-shapes a tensor (the first one named).
+    """
+    from .registry import MODULES
+
+    path = path.expanduser().resolve()
+    state = read_state_dict(path)
+    swaps = [v for v in variants if v.is_backbone_swap]
+    if not swaps:
+        raise PretrainedError(
+            f"--backbone-weights {path.name}: no variant replaces its backbone; name one with --module "
+            "timm-<model> (or RevCol)"
+        )
+    checked: set[str] = set()
+    for v in swaps:
+        row = v.config["backbone"][0]
+        if _row_key(row) in checked:
+            continue
+        checked.add(_row_key(row))
+        entry = MODULES.get(row[2])
+        with torch.device("meta"):
+            backbone = entry.cls(3, *row[3])
+        for key, (_, shape) in backbone_tensor_names(backbone).items():
+            if key not in state:
+                why = "is not in the file"
+            elif tuple(state[key].shape) != shape:
+                why = f"has shape {list(state[key].shape)} in the file, {list(shape)} in the backbone"
+            else:
+                continue
+            source = f"timm.create_model('{row[3][0]}')" if hasattr(backbone, "timm_names") else entry.name
+            raise PretrainedError(
+                f"--backbone-weights {path.name} does not fit {v.module} ({v.name}): first mismatched tensor "
+                f"'{key}' {why}; expected a state dict of {source}"
+            )
+    return str(path), _sha256(path)
+
+
+def _row_key(row: list) -> str:
+    """A yaml row as a hashable text."""
+    return json.dumps(row, sort_keys=True, default=str)
 
 
 def transfer_all(models: dict[str, nn.Module], variants: list[Variant], pretrained: Pretrained) -> dict[str, dict]:

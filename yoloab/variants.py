@@ -288,7 +288,8 @@ def select_request(
 ) -> list[Variant]:
     """The variants of a command line, with the grammar every verb shares.
 
-    No `--module`: the baselines only; `--module all`: every registered module. A model name may end in `.yaml` or
+    No `--module`: the baselines only; `--module all`: every registered module (timm's models not among them: name
+    one with `timm-<model>`). A model name may end in `.yaml` or
     `.pt` (the same architecture). A positional argument that is not a file on disk but names a base model yaml that
     Ultralytics ships (`yolo11n.yaml`) is that base model. No model and no yaml file: yolov8n.
 
@@ -303,7 +304,7 @@ def select_request(
         else:
             files.append(arg)
     every = "all" in (modules or [])
-    chosen_modules = MODULES.names() if every else list(modules or [])
+    chosen_modules = MODULES.catalog_names() if every else list(modules or [])
     return select(names or ([] if files else ["yolov8n"]), chosen_modules, placement, files, every)
 
 

@@ -22,7 +22,7 @@ import inspect
 import logging
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -568,6 +568,25 @@ def quiet_logs(quiet: bool) -> Iterator[None]:
             handler.setStream(stream)
 
 
+def import_ultralytics() -> None:
+    """Import Ultralytics (once) with what its import prints sent to stderr, so that stdout keeps yoloab's output.
+
+    On a fresh `YOLO_CONFIG_DIR` the import logs "Creating new Ultralytics Settings ..." to stdout, before a machine
+    format's data or a sweep's first line. Its logger's handlers bind the `sys.stdout` of import time: they are then
+    given the stdout they would have had, so that later lines go where they always went.
+    """
+    import sys
+
+    if "ultralytics.utils" in sys.modules:
+        return
+    real = sys.stdout
+    with redirect_stdout(sys.stderr):
+        from ultralytics.utils import LOGGER
+    for handler in LOGGER.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            _swap_stream(handler, real)
+
+
 @contextmanager
 def logs_to_stderr() -> Iterator[None]:
     """Send what Ultralytics logs to stderr while active, so that stdout carries only a machine format's data.
@@ -576,6 +595,7 @@ def logs_to_stderr() -> Iterator[None]:
     """
     import sys
 
+    import_ultralytics()
     from ultralytics.utils import LOGGER
 
     streams = [(h, h.stream) for h in LOGGER.handlers if isinstance(h, logging.StreamHandler)]
@@ -638,13 +658,22 @@ class ValStatsCapture:
     stored arrays reproduce the stored mAP exactly. Validation during training epochs (`validator.training`) is
     ignored: only the final validation of the best checkpoint (or a re-validation) counts.
 
+    For the AP by object size it also keeps, per image, COCO's own matching of the predictions (`yoloab.size_ap`),
+    which Ultralytics' `tp` cannot give: COCO ignores labels outside an area range and matches greedily by score.
+    The validator's `update_metrics` is wrapped on the instance (the batch and the predictions are local to its
+    loop); after Ultralytics' own update, each image's predictions and labels are scaled to the original image's
+    pixels as Ultralytics' COCO JSON export scales them (`scale_preds`, `ops.scale_boxes`) and matched. Ultralytics'
+    statistics, and so its mAP, are left as they were.
+
     Attributes:
-        result: the arrays of the last final validation, or None when none ran or the internals did not match.
+        result: the arrays of the last final validation, or None when none ran or the internals did not match;
+            `coco_match`, `pred_area` and `target_area` only where the size matching ran for every image.
     """
 
     def __init__(self) -> None:
         self.result: dict[str, Any] | None = None
         self._rows: dict[str, list] | None = None
+        self._sizes: list[tuple[Any, Any, Any]] | None = None  # per image: COCO match codes, box areas, label areas
 
     def attach(self, model: Any) -> ValStatsCapture:
         """Register the callbacks on an Ultralytics `YOLO` model (its trainer and validators share them)."""
@@ -660,6 +689,29 @@ class ValStatsCapture:
 
     def _start(self, validator: Any) -> None:
         self._rows = None
+        self._sizes = [] if _after_update_metrics(validator, self._match_sizes) else None
+
+    def _match_sizes(self, validator: Any, preds: list[dict[str, Any]], batch: dict[str, Any]) -> None:
+        """COCO's per-image matching of one batch (`yoloab.size_ap.match_image`), in original-image pixels."""
+        if self._sizes is None or getattr(validator, "training", True):
+            return
+        from ultralytics.utils import ops
+
+        from ..size_ap import match_image, xyxy_to_xywh
+
+        try:
+            for si, pred in enumerate(preds):
+                pbatch = validator._prepare_batch(si, batch)
+                dt = xyxy_to_xywh(validator.scale_preds(pred, pbatch)["bboxes"].float().cpu().numpy())
+                shape, pad = pbatch["ori_shape"], pbatch["ratio_pad"]
+                gt = ops.scale_boxes(pbatch["imgsz"], pbatch["bboxes"].clone(), shape, pad)  # as its JSON export
+                gt = xyxy_to_xywh(gt.float().cpu().numpy())
+                conf, cls = pred["conf"].float().cpu().numpy(), pred["cls"].cpu().numpy()
+                codes = match_image(dt, conf, cls, gt, pbatch["cls"].cpu().numpy())
+                self._sizes.append((codes, dt[:, 2] * dt[:, 3], gt[:, 2] * gt[:, 3]))
+        except Exception as err:  # noqa: BLE001 - an add-on statistic must never fail the validation it watches
+            logging.getLogger("yoloab").warning("AP by object size not stored: %s: %s", type(err).__name__, err)
+            self._sizes = None
 
     def _batch_end(self, validator: Any) -> None:
         if self._usable(validator):
@@ -689,6 +741,43 @@ class ValStatsCapture:
             "map50": float(box.map50),
             "map50_95": float(box.map),
         }
+        sizes, self._sizes = self._sizes, None
+        if sizes is None:
+            return
+        if [len(c) for c, _, _ in sizes] != [len(c) for c in rows["conf"]] or [len(a) for _, _, a in sizes] != [
+            len(c) for c in rows["target_cls"]
+        ]:
+            logging.getLogger("yoloab").warning("AP by object size not stored: its matching saw other images")
+            return
+        for i, key in enumerate(("coco_match", "pred_area", "target_area")):
+            self.result[key] = np.concatenate([s[i] for s in sizes], 0)
+
+
+def _after_update_metrics(validator: Any, hook: Any) -> bool:
+    """Have `hook(validator, preds, batch)` called after each `validator.update_metrics(preds, batch)`, once per hook.
+
+    The wrapper is set on the instance, once: a trainer reuses its validator for every epoch and the final pass.
+
+    Returns:
+        False where the validator lacks the methods the hook relies on (another task, another Ultralytics).
+    """
+    hooks = vars(validator).get("_yoloab_update_hooks")
+    if hooks is None:
+        original = getattr(validator, "update_metrics", None)
+        if not all(callable(getattr(validator, n, None)) for n in ("update_metrics", "_prepare_batch", "scale_preds")):
+            return False
+        hooks = []
+
+        def update_metrics(preds: Any, batch: Any) -> None:
+            original(preds, batch)
+            for h in hooks:
+                h(validator, preds, batch)
+
+        validator.update_metrics = update_metrics
+        validator._yoloab_update_hooks = hooks
+    if hook not in hooks:
+        hooks.append(hook)
+    return True
 
 
 def capture_val_stats(model: Any) -> ValStatsCapture:
@@ -700,4 +789,5 @@ def capture_val_stats(model: Any) -> ValStatsCapture:
 # patience
 from .checkpoints import read_state, safe_load_checkpoint, safe_loading  # noqa: E402, F401  (re-exported)
 from .export import export_model, tensorrt_runner  # noqa: E402, F401  (re-exported)
+from .loss import attach_box_loss  # noqa: E402, F401  (re-exported)
 from .trainer_state import output_to, restore_rng_state, rng_state  # noqa: E402, F401  (re-exported)

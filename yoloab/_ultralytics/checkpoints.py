@@ -6,7 +6,8 @@ before it was imported, and unpickling a file can call anything the file names (
 rebuilds only the classes on an allow-list: Ultralytics' and torch's model classes. yoloab reuses it and adds to the
 allow-list, before each load, the classes the checkpoint names that come from:
 
-- yoloab's catalog (`yoloab.modules`) and the timm layers it is built from (`timm.layers`);
+- yoloab's catalog (`yoloab.modules`) and the timm layers and models it is built from (`timm.layers`,
+  `timm.models`: a `timm-<model>` backbone holds the model's own blocks);
 - the package (or `--plugin` file) of every registered module, once registered;
 
 and only `nn.Module` subclasses or dataclasses defined there, found among the modules already imported: a name in
@@ -39,7 +40,7 @@ from torch import nn
 from ..errors import UltralyticsCompatError, UnsafeCheckpointError
 
 # Module prefixes whose classes a checkpoint of a yoloab variant holds besides Ultralytics' and torch's.
-CATALOG_PREFIXES = ("yoloab.modules", "timm.layers")
+CATALOG_PREFIXES = ("yoloab.modules", "timm.layers", "timm.models")
 # Packages never trusted whole because a module registered from them: Ultralytics' and torch's classes are for
 # Ultralytics' own allow-list to judge, and yoloab's are trusted under CATALOG_PREFIXES only.
 _ULTRALYTICS_OWN = ("ultralytics", "torch", "yoloab")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import quiet_logs
+from .loss import box_loss_state, load_box_loss_state
 
 
 class _RunLog:
@@ -95,8 +96,8 @@ def rng_state(trainer: Any) -> dict[str, Any]:
     Ultralytics' `last.pt` holds the EMA in half precision, the optimizer and the epoch (its scheduler is rebuilt from
     the epoch); a resume restarts the trained weights from that half-precision EMA and re-seeds every generator, so
     it would redo the first epoch's shuffle and augmentations. This is the state at the end of `trainer.epoch`: the
-    trained model's and the EMA's weights in full precision, Python's, NumPy's and torch's generators (CUDA too) and
-    the train sampler's generator.
+    trained model's and the EMA's weights in full precision, Python's, NumPy's and torch's generators (CUDA too),
+    the train sampler's generator, and a catalog box loss's running state (`yoloab._ultralytics.loss`).
     """
     import random
 
@@ -120,6 +121,7 @@ def rng_state(trainer: Any) -> dict[str, Any]:
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "sampler": generator.get_state() if isinstance(generator, torch.Generator) else None,
         "workers": int(getattr(trainer.train_loader, "num_workers", 0)),
+        "loss": box_loss_state(unwrap_model(trainer.model)),  # a catalog loss's running mean (Wise-IoU), or None
     }
 
 
@@ -149,6 +151,8 @@ def restore_rng_state(trainer: Any, state: dict[str, Any]) -> list[str]:
     if state.get("cuda") is not None and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
         done.append("cuda")
+    if state.get("loss") and load_box_loss_state(unwrap_model(trainer.model), state["loss"]):
+        done.append("loss")
     sampler = getattr(trainer.train_loader, "sampler", None)
     if state.get("sampler") is not None and isinstance(getattr(sampler, "generator", None), torch.Generator):
         generator = torch.Generator()

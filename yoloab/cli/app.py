@@ -21,6 +21,7 @@ from ..errors import (
     DatasetError,
     DuplicateModuleError,
     MissingExtraError,
+    MissingSeedsError,
     ModelConfigError,
     ModelRowError,
     OptionValueError,
@@ -33,6 +34,7 @@ from ..errors import (
     StorageError,
     SweepInputError,
     UltralyticsCompatError,
+    UnknownLossError,
     UnknownModelError,
     UnknownModuleError,
     UnknownRoleError,
@@ -48,6 +50,7 @@ EXIT_CODES: dict[type[YoloabError], int] = {
     UnknownModuleError: 2,
     UnknownRoleError: 2,
     UnknownModelError: 2,
+    UnknownLossError: 2,
     PlacementError: 2,
     DatasetError: 2,
     SweepInputError: 2,
@@ -63,6 +66,7 @@ EXIT_CODES: dict[type[YoloabError], int] = {
     UltralyticsCompatError: 5,
     StorageError: 6,
     MissingExtraError: 7,
+    MissingSeedsError: 1,
 }
 err_console = Console(stderr=True, soft_wrap=True)
 # click's usage error, as the Typer in use raises it: Typer 0.29 carries a click of its own (`typer._click`), earlier

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,15 @@ Modules = Annotated[
         "--module",
         help="Registered module or all; RevCol-small etc. pick a size (repeatable; none: baselines only).",
         show_default=False,
+    ),
+]
+DEFAULT_LOSS = "CIoU"  # yoloab.losses.DEFAULT_LOSS, repeated so that `--help` does not import torch
+Losses = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--loss",
+        help="Box loss, crossed with the variants (repeatable): SIoU, WIoUv3, Inner-CIoU, ... (docs/losses.md).",
+        show_default=DEFAULT_LOSS + ", Ultralytics' own",
     ),
 ]
 PlacementOpt = Annotated[
@@ -64,6 +74,14 @@ PretrainedOpt = Annotated[
         show_default=False,
     ),
 ]
+BackboneWeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--backbone-weights",
+        help="State dict of the swapped-in backbone (timm/PyTorch .pth/.pt/.bin or .safetensors): seeds timm-<model>.",
+        show_default=False,
+    ),
+]
 Results = Annotated[Path, typer.Option("--results", help="Results directory (records for `report`).")]
 
 
@@ -77,7 +95,9 @@ def make_console() -> Console:
     """A Rich console for tables.
 
     When stdout is not a terminal (a pipe, a log file, CI) it is wide enough that tables keep one line per row
-    instead of wrapping at Rich's default 80 columns.
+    instead of wrapping at Rich's default 80 columns, unless `COLUMNS` sets the width.
     """
     console = Console()
-    return console if console.is_terminal else Console(width=max(console.width, 200))
+    if console.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+        return console
+    return Console(width=max(console.width, 200))

@@ -37,20 +37,33 @@ def report(
         str | None,
         typer.Option(
             "--columns",
-            help="LaTeX columns, comma-separated metric keys, e.g. params,gflops_aten,map50,map50_95 "
-            "(default: params,gflops,latency_ms,map50_95, which fits one column of a two-column paper).",
+            help="Value columns, comma-separated metric keys in order, e.g. params,gflops_aten,latency_p95_ms,map50_95 "
+            "(default: every column except P95/P99 latency; LaTeX: params,gflops,latency_ms,map50_95, which fits "
+            "one column of a two-column paper).",
             show_default=False,
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write report.<ext> and the PNG plots into this folder instead of printing."),
+        typer.Option(
+            "--out", help="Write report.<ext> and the plots (PNG, PDF, SVG) into this folder instead of printing."
+        ),
+    ] = None,
+    require_seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--require-seeds",
+            min=1,
+            help="Refuse (exit 1, nothing written) unless every compared variant, baselines included, has at least "
+            "N finished seeds; names each missing run and the `yoloab sweep` command that trains it.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Comparison tables per dataset (and of profile-only records) with deltas, mean ± std over seeds, best marks.
 
     Without --out the table is printed (md: a Rich table on a terminal, Markdown otherwise; html embeds the plots);
-    with --out, report.md/.csv/.tex/.html and the PNG plots are written there.
+    with --out, report.md/.csv/.tex/.html and the plots (PNG, vector PDF and SVG) are written there.
     """
     from ..report import FORMATS, load_report, render_report, rich_report, stability_hint, write_report
     from ..report.latex import check_columns, split_columns
@@ -58,7 +71,12 @@ def report(
 
     if out is not None:
         check_out_dir(out)  # a file in the way is said before the store is read and the plots drawn
-    rep = load_report(results, dataset=dataset, baseline=baseline)
+    # the columns are picked before the tables are compared: P95/P99 latency exist only where asked
+    rep = load_report(results, dataset=dataset, baseline=baseline, columns=split_columns(columns))
+    if require_seeds is not None:
+        from ..seeds import require_seeds as check_seeds
+
+        check_seeds(rep, require_seeds, results)  # before any plot is drawn or file written
     chosen = split_columns(columns)
     if chosen is not None:
         check_columns(rep, chosen)  # before any plot is drawn or file written; `--columns ''` too
@@ -66,7 +84,7 @@ def report(
     if out is not None or fmt is Format.html:
         from ..report.plots import report_plots
 
-        plots = report_plots(rep)
+        plots = report_plots(rep, formats=None if out is not None else ("png",))  # a printed page embeds PNGs only
     text = render_report(rep, fmt.value, plots, chosen)
     hint = stability_hint(rep.tables)
     if hint:  # on stderr: stdout may be the data a script reads

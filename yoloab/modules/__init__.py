@@ -2,7 +2,7 @@
 
 By role (`yoloab.roles`): downsample (ADown, AConv, AKConv/LDConv, DWConv, DynamicBnAct, DynamicConv, GhostConv,
 HWD, SCDown, SPDConv), block (Faster), attention (SE, ECA, CBAM, CoordAtt, SimAM, EMA), upsample (DySample),
-sppf (SPPF_LSKA) and backbone (RevCol).
+sppf (SPPF_LSKA) and backbone (RevCol, and any timm model as `timm-<model_name>`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .se import SE
 from .simam import SimAM
 from .spdconv import SPDConv
 from .sppf_lska import SPPF_LSKA
+from .timm_backbone import TimmBackbone
 
 __all__ = [
     "CBAM",
@@ -49,4 +50,5 @@ __all__ = [
     "SCDown",
     "SPDConv",
     "SimAM",
+    "TimmBackbone",
 ]

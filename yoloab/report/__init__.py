@@ -1,11 +1,14 @@
 """Tables and plots of `yoloab profile` and `yoloab report`: one table model, one renderer per format.
 
 - `metrics`: the metric table, one entry per column (adding a column is one entry: see its docstring).
-- `table`: the model: rows of values per metric, deltas against a baseline, best marks, notes; the cell grid.
+- `table`: the model: rows of values per metric, deltas against a baseline, best marks, notes; the cell grid. A
+  timing is compared (Δ, best mark, Pareto front) only with timings of the same timing session, and a best mark holds
+  against every row of its group, unstable ones included (docs/reports.md).
 - `build`: records -> tables (`build_report`/`load_report` for the results store, `profile_table` for fresh
   profile records).
-- `markdown`, `csv_format`, `latex`, `html`, `json_format`, `terminal` (Rich): one renderer per format.
-- `plots`: PNGs of mAP against cost (Pareto front) and training curves (matplotlib, imported when drawn).
+- `markdown`, `csv_format`, `latex`, `html`, `json_format`, `terminal` (Rich, fitted to the console's width): one
+  renderer per format.
+- `plots`: mAP against cost (Pareto front) and training curves as PNG, PDF and SVG (matplotlib, imported when drawn).
 - `files`: `render_report` by format name and atomic `write_report`.
 """
 
@@ -19,7 +22,7 @@ from .json_format import profile_json
 from .latex import latex_escape, report_latex
 from .markdown import profile_markdown, report_markdown
 from .metrics import METRICS, Metric, Stat, mean_std, metrics_for, register_metric, unregister_metric
-from .plots import Plot, pareto_front, report_plots
+from .plots import Plot, Scatter, pareto_front, report_plots, scatter
 from .table import Cell, Delta, Report, ReportTable, Row, cells, finish, stability_hint
 from .terminal import rich_report, rich_table
 
@@ -33,6 +36,7 @@ __all__ = [
     "Report",
     "ReportTable",
     "Row",
+    "Scatter",
     "Stat",
     "build_report",
     "cells",
@@ -56,6 +60,7 @@ __all__ = [
     "report_plots",
     "rich_report",
     "rich_table",
+    "scatter",
     "unregister_metric",
     "write_report",
 ]

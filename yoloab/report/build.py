@@ -15,9 +15,32 @@ from typing import Any
 
 from ..errors import ResultsError, did_you_mean
 from ..results import load_profiles, load_runs
-from ..significance import LEVEL, delta_intervals
-from .metrics import ALWAYS_SHOWN, DATASET, PROFILE_COMMAND, STORED_PROFILE, Metric, Stat, mean_std, metrics_for
-from .table import MISMATCH_MARK, TIMING_KEYS, Delta, Report, ReportTable, Row, finish, timing_conditions
+from ..significance import LEVEL, LIMIT_IMAGES, LIMIT_SEEDS, METHOD_SEEDS, delta_intervals
+from ..size_ap import SIZE_METRICS, SIZE_NOTE
+from .metrics import (
+    ALWAYS_SHOWN,
+    DATASET,
+    PROFILE_COMMAND,
+    STORED_PROFILE,
+    Metric,
+    Stat,
+    mean_std,
+    metrics_for,
+    optional_columns,
+)
+from .table import (
+    MISMATCH_MARK,
+    SEEDS_MARK,
+    TIMING_KEYS,
+    Delta,
+    Report,
+    ReportTable,
+    Row,
+    finish,
+    seed_gaps,
+    session_of,
+    timing_conditions,
+)
 
 GROUP_KEYS = ("yaml_sha256", "dataset_id", "epochs", "imgsz", "batch", "train_args", "device", "workers")
 """Run-record keys that must match for runs to be seeds of one row (besides the variant name)."""
@@ -124,6 +147,8 @@ def _run_row(
         base=first.get("base"),
         module=first.get("module"),
         placement=first.get("placement"),
+        loss=first.get("loss"),
+        architecture=first.get("architecture"),
         settings={k: first.get(k) for k in GROUP_KEYS},
         values=values,
         runs=ok,
@@ -131,6 +156,7 @@ def _run_row(
         latency_source=latency,
         latency_mismatch=mismatch,
         timing_group=timing_conditions(latency),
+        timing_session=session_of(latency),
     )
 
 
@@ -196,17 +222,47 @@ def _latency_line(rows: list[Row]) -> str:
     return f"{head}; measured with different settings: " + "; ".join(f"{k}: {v}" for k, v in described.items()) + "."
 
 
-def _run_table(name: str, records: list[dict[str, Any]], profiles: list[dict[str, Any]]) -> ReportTable:
+def _sizes(values: Iterable[Any]) -> str | None:
+    """'640', or '320/640' where rows differ; None where no row says."""
+    sizes = sorted({v for v in values if v is not None}, key=lambda v: _natural(str(v)))
+    return "/".join(map(str, sizes)) or None
+
+
+def _column_sizes(metrics: list[Metric], rows: list[Row]) -> dict[str, str]:
+    """The image size of each column of a run table: FLOPs where they were counted, timings where profiled."""
+    runs = [r for row in rows for r in row.runs]
+    flops = _sizes(r.get("flops_imgsz") for r in runs)
+    trained = _sizes(r.get("imgsz") for r in runs)
+    profiled = _sizes(row.latency_source.get("imgsz") for row in rows if row.latency_source)
+    out = {}
+    for m in metrics:
+        if m.key.startswith("gflops"):
+            size = flops
+        elif m.key.startswith("map"):  # validated at the runs' size
+            size = trained
+        elif m.session_bound and not any(m.key in r for r in runs):  # from the profile records (latency)
+            size = profiled
+        else:  # a count that does not depend on the size (params), or a column whose size is not known
+            size = None
+        if size:
+            out[m.key] = size
+    return out
+
+
+def _run_table(
+    name: str, records: list[dict[str, Any]], profiles: list[dict[str, Any]], wanted: list[str] | None = None
+) -> ReportTable:
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((str(r.get("variant")), *(_freeze(r.get(k)) for k in GROUP_KEYS)), []).append(r)
     labels = _labels(groups)
     sources = {key: latency_source(_first(_by_seed(recs)), profiles) for key, recs in groups.items()}
-    metrics = metrics_for(DATASET, [*records, *(p for p, _ in sources.values() if p)])
+    metrics = metrics_for(DATASET, [*records, *(p for p, _ in sources.values() if p)], wanted)
     rows = sorted(
         (_run_row(key[0], labels[key], recs, sources[key], metrics) for key, recs in groups.items()), key=_row_order
     )
     table = ReportTable(DATASET, name, f"Dataset {name}", metrics, rows)
+    table.sizes = _column_sizes(metrics, table.shown)
     ok_runs = [r for row in rows for r in row.runs] or records
     seeds = sorted({str(r.get("seed")) for r in ok_runs}, key=_natural)
     table.settings = [
@@ -236,11 +292,12 @@ def _profile_row(record: dict[str, Any], label: str, metrics: list[Metric]) -> R
         runs=[record],
         group=(record.get("base"), imgsz),
         timing_group=timing_conditions(record),
+        timing_session=session_of(record),
     )
 
 
-def _stored_profile_table(records: list[dict[str, Any]]) -> ReportTable:
-    metrics = metrics_for(STORED_PROFILE, records)
+def _stored_profile_table(records: list[dict[str, Any]], wanted: list[str] | None = None) -> ReportTable:
+    metrics = metrics_for(STORED_PROFILE, records, wanted)
     latest: dict[tuple[str, Any, Any], dict[str, Any]] = {}
     for r in records:  # oldest first: a later record of the same variant, size and classes replaces an earlier one
         latest[(str(r.get("variant")), r.get("imgsz"), r.get("nc"))] = r
@@ -267,11 +324,16 @@ def _stored_profile_table(records: list[dict[str, Any]]) -> ReportTable:
 
 
 def _add_intervals(table: ReportTable, records: list[dict[str, Any]], results_dir: Path, baseline: str | None) -> None:
-    """Put the paired-bootstrap interval and significance on each mAP Δ whose runs have stored statistics."""
+    """Put the paired-bootstrap interval on each mAP Δ whose runs have stored statistics.
+
+    With 2+ paired seeds the t-interval over seeds goes beside it, with which one is wider; `*` needs both.
+    """
     by_key = {r.get("key"): row for row in table.shown for r in row.runs}
     variant_of = {row.label: row.variant for row in table.shown}
     methods: dict[str, None] = {}
-    for iv in delta_intervals(records, results_dir, baseline):
+    limits: dict[str, dict[str, list[str]]] = {LIMIT_SEEDS: {}, LIMIT_IMAGES: {}}
+    sizes = any(m.key in SIZE_METRICS for m in table.metrics)  # their resampling costs: only where shown
+    for iv in delta_intervals(records, results_dir, baseline, sizes=sizes):
         row = by_key.get(iv.run_keys[0]) if iv.run_keys else None
         if row is None or variant_of.get(row.baseline or "") != iv.baseline:
             continue
@@ -280,19 +342,67 @@ def _add_intervals(table: ReportTable, records: list[dict[str, Any]], results_di
         for m in table.metrics:
             if m.key in iv.intervals and m.key in row.deltas:
                 ci, d = iv.intervals[m.key], row.deltas[m.key]
-                row.deltas[m.key] = Delta(d.abs, d.pct, ci.low, ci.high, ci.significant)
+                row.deltas[m.key] = Delta(
+                    d.abs, d.pct, ci.low, ci.high, ci.significant, d.unstable, ci.seed_low, ci.seed_high, ci.limited_by
+                )
+                if ci.limited_by:
+                    limits[ci.limited_by].setdefault(row.label, []).append(m.title)
         methods[iv.method] = None
-    if methods:
+    if not methods:
+        return
+    level = f"{int(100 * LEVEL)}%"
+    note = (
+        f"mAP Δ [low, high]: {level} interval by paired bootstrap over validation images "
+        f"({', '.join(methods)}; yoloab.significance): would the Δ hold on other images?"
+    )
+    if METHOD_SEEDS in methods:
+        wider = "; ".join(
+            f"{who} wider for " + ", ".join(f"{label} ({', '.join(titles)})" for label, titles in rows.items())
+            for who, rows in limits.items()
+            if rows
+        )
+        note += (
+            f" With 2+ paired seeds, img [..] is that interval and seeds [..] the {level} t-interval over the "
+            f"per-seed Δ: would it hold if trained again? The wider one limits the claim ({wider}); * both "
+            "exclude 0."
+        )
+    else:
+        note += " * the interval excludes 0."
+    table.footnotes.append(note + " Rows without stored per-image statistics have no interval.")
+
+
+def _add_seed_gaps(table: ReportTable) -> None:
+    """Mark (¶) and name the runs missing where a variant and its baseline finished different seeds."""
+    gaps = []
+    for row in table.shown:
+        lacks, extra = seed_gaps(table, row)
+        if lacks or extra:
+            parts = [f"{row.variant} seed {', '.join(map(str, lacks))}" if lacks else ""]
+            parts += [f"{row.baseline} seed {', '.join(map(str, extra))}" if extra else ""]
+            gaps.append(f"{row.label}: no finished {' nor '.join(p for p in parts if p)}")
+    if gaps:
         table.footnotes.append(
-            f"mAP Δ [low, high]: {int(100 * LEVEL)}% interval by paired bootstrap over validation images "
-            f"({', '.join(methods)}; yoloab.significance); * the interval excludes 0. Rows without stored "
-            "per-image statistics have no interval."
+            f"{SEEDS_MARK} the variant and its baseline finished different seeds; the Δ compares means over "
+            f"different seeds and its intervals use the paired seeds only ({'; '.join(gaps)})."
         )
 
 
 def _hint(name: str, names: Iterable[str], what: str) -> str:
     names = sorted(set(names))
     return did_you_mean(name, names) or (f" (stored {what}: {', '.join(names)})" if names else "")
+
+
+def dataset_names(runs: list[dict[str, Any]]) -> dict[Any, str]:
+    """The name of each dataset identity: that of its latest run.
+
+    yoloab 0.1.0 named a user's dataset after its yaml file (`data`), later ones after its folder; the identity, and
+    so the run keys, did not change. Runs of both keep one table, under the newer name.
+    """
+    out: dict[Any, str] = {}
+    for r in sorted(runs, key=lambda r: str(r.get("finished") or r.get("started") or "")):
+        if r.get("dataset_id") is not None and r.get("dataset"):
+            out[r["dataset_id"]] = str(r["dataset"])
+    return out
 
 
 def build_report(
@@ -303,6 +413,7 @@ def build_report(
     baseline: str | None = None,
     source: str = "the results directory",
     results_dir: str | Path | None = None,
+    columns: list[str] | None = None,
 ) -> Report:
     """Group, aggregate and compare stored records into report tables.
 
@@ -313,28 +424,42 @@ def build_report(
         baseline: Variant name to take every delta against, instead of each base model's baseline.
         source: How to name where the records came from in error messages.
         results_dir: Where the runs' per-image statistics are stored; with it, each mAP Δ gets its interval.
+        columns: The value columns to show, in order (`--columns`); default: every default column (LaTeX: its
+            compact set). Columns that are not default (P95/P99 latency) are shown only when named.
 
     Returns:
         One table per dataset, sorted by name, then one for the profile records (unless `dataset` is given).
 
     Raises:
         ResultsError: No record at all, or `dataset`/`baseline` matching nothing (with the nearest names).
+        ReportInputError: `columns` empty, naming a column twice, or naming one no table could show.
     """
     runs = [r for r in runs if r.get("kind", "run") == "run"]
     if not runs and not profiles:
         raise ResultsError(f"{source} holds no run or profile record; run `yoloab sweep` or `yoloab profile` first")
     by_dataset: dict[str, list[dict[str, Any]]] = {}
+    names = dataset_names(runs)
     for r in runs:
-        by_dataset.setdefault(str(r.get("dataset") or "unknown"), []).append(r)
+        by_dataset.setdefault(names.get(r.get("dataset_id")) or str(r.get("dataset") or "unknown"), []).append(r)
     if dataset is not None and dataset not in by_dataset:
         where = (
             _hint(dataset, by_dataset, "datasets") if by_dataset else " (no training run stored; run `yoloab sweep`)"
         )
         raise ResultsError(f"no training run on dataset {dataset!r} in {source}{where}")
 
-    tables = [_run_table(name, by_dataset[name], profiles) for name in sorted(by_dataset) if dataset in (None, name)]
+    tables = [
+        _run_table(name, by_dataset[name], profiles, columns) for name in sorted(by_dataset) if dataset in (None, name)
+    ]
     if dataset is None and profiles:
-        tables.append(_stored_profile_table(profiles))
+        tables.append(_stored_profile_table(profiles, columns))
+    report = Report(tables, baseline, optional_columns([*runs, *profiles]))
+    if columns is not None:
+        from .latex import check_columns
+
+        check_columns(report, columns)  # before anything is compared: one line naming the valid columns
+        for table in tables:
+            table.metrics = [m for key in columns for m in table.metrics if m.key == key]
+            table.sizes = {k: v for k, v in table.sizes.items() if k in columns}
 
     if baseline is not None:
         names = {row.variant for t in tables for row in t.shown}
@@ -348,14 +473,25 @@ def build_report(
         finish(table, baseline if has_override else None)
         if results_dir is not None and table.kind == DATASET:
             _add_intervals(table, by_dataset[table.name], Path(results_dir), baseline if has_override else None)
-    return Report(tables, baseline)
+        if table.kind == DATASET:
+            _add_seed_gaps(table)
+        if any(m.key in SIZE_METRICS for m in table.metrics):
+            table.footnotes.append(SIZE_NOTE)
+    return report
 
 
-def load_report(results_dir: str | Path, *, dataset: str | None = None, baseline: str | None = None) -> Report:
+def load_report(
+    results_dir: str | Path,
+    *,
+    dataset: str | None = None,
+    baseline: str | None = None,
+    columns: list[str] | None = None,
+) -> Report:
     """Read the results store and build the report (see `build_report`).
 
     Raises:
         ResultsError: A missing directory, an unreadable record, or nothing matching the request.
+        ReportInputError: `columns` naming no valid column (see `build_report`).
     """
     path = Path(results_dir)
     if not path.is_dir():
@@ -365,22 +501,33 @@ def load_report(results_dir: str | Path, *, dataset: str | None = None, baseline
     except (OSError, ValueError, KeyError, TypeError) as err:  # a hand-edited or foreign JSON file
         raise ResultsError(f"cannot read the results store '{path}': {type(err).__name__}: {err}") from None
     return build_report(
-        runs, profiles, dataset=dataset, baseline=baseline, source=f"results directory '{path}'", results_dir=path
+        runs,
+        profiles,
+        dataset=dataset,
+        baseline=baseline,
+        source=f"results directory '{path}'",
+        results_dir=path,
+        columns=columns,
     )
 
 
-def profile_table(records: list[dict[str, Any]], title: str = "yoloab profile") -> ReportTable:
+def profile_table(
+    records: list[dict[str, Any]], title: str = "yoloab profile", columns: list[str] | None = None
+) -> ReportTable:
     """The table `yoloab profile` prints: one row per fresh record, in order.
 
-    Deltas are taken against the baseline of the same base model and input size, if profiled. Columns
-    no record has a value or an explanation (a failed export) for are left out, except the two GFLOPs counts.
+    Deltas are taken against the baseline of the same base model and input size, if profiled, and timed in the same
+    session. Columns no record has a value or an explanation (a failed export) for are left out, except the two
+    GFLOPs counts. `columns` picks the value columns, in order (P95/P99 latency only when named).
     """
     metrics = [
         m
-        for m in metrics_for(PROFILE_COMMAND, records)
+        for m in metrics_for(PROFILE_COMMAND, records, columns)
         if m.key in ALWAYS_SHOWN
         or any(r.get(m.key) is not None or r.get(m.error_key or "") not in (None, "ok") for r in records)
     ]
+    if columns is not None:
+        metrics = [m for key in columns for m in metrics if m.key == key]
     rows = [_profile_row(r, str(r.get("variant")), metrics) for r in records]
     table = ReportTable(PROFILE_COMMAND, "profile", title, metrics, rows)
     finish(table)

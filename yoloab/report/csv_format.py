@@ -43,19 +43,23 @@ def metric_fields(m: Metric) -> list[str]:
         out += [f"d_{m.key}", f"d_{m.key}_pct"] + ([f"d_{m.key}_unstable"] if m.timed else [])
         if m.delta_ci:
             out += [f"{m.delta_ci}_ci_low", f"{m.delta_ci}_ci_high", f"{m.delta_ci}_significant"]
+            out += [f"{m.delta_ci}_seed_ci_low", f"{m.delta_ci}_seed_ci_high", f"{m.delta_ci}_limited_by"]
     return out + list(m.csv_extra)
 
 
 def fields(report: Report) -> list[str]:
     """Every column of the report's CSV: the row's identity, each metric of any table, best marks and errors."""
     metrics = {m.key: m for t in report.tables for m in t.metrics}
-    return [*HEAD, *(f for m in metrics.values() for f in metric_fields(m)), *TAIL]
+    # the box loss after the variant, where the records carry one (records from before the loss axis do not)
+    head = [*HEAD[:2], "loss", *HEAD[2:]] if any(r.loss for t in report.tables for r in t.rows) else list(HEAD)
+    return [*head, *(f for m in metrics.values() for f in metric_fields(m)), *TAIL]
 
 
 def _row(table: ReportTable, row: Row) -> dict[str, Any]:
     line: dict[str, Any] = {
         "table": table.name,
         "variant": row.variant,
+        **({"loss": row.loss} if row.loss else {}),
         "label": row.label,
         "base": row.base,
         "module": row.module,
@@ -88,6 +92,8 @@ def _row(table: ReportTable, row: Row) -> dict[str, Any]:
             if m.delta_ci:
                 line[f"{m.delta_ci}_ci_low"], line[f"{m.delta_ci}_ci_high"] = delta.low, delta.high
                 line[f"{m.delta_ci}_significant"] = delta.significant
+                line[f"{m.delta_ci}_seed_ci_low"], line[f"{m.delta_ci}_seed_ci_high"] = delta.seed_low, delta.seed_high
+                line[f"{m.delta_ci}_limited_by"] = delta.limited_by
         for extra in m.csv_extra:
             line[extra] = EXTRAS[extra](row)
     return line

@@ -12,8 +12,21 @@ import re
 from collections.abc import Sequence
 
 from ..errors import ReportInputError, did_you_mean
-from .metrics import DATASET, METRICS, Metric
-from .table import MISMATCH_MARK, UNSTABLE_MARK, Cell, Delta, Report, ReportTable, Row, cells, mismatches, slug
+from .metrics import METRICS, PROFILE_COMMAND, Metric
+from .table import (
+    FAILED_MARK,
+    MISMATCH_MARK,
+    UNSTABLE_MARK,
+    Cell,
+    Delta,
+    Report,
+    ReportTable,
+    Row,
+    cells,
+    leading_columns,
+    mismatches,
+    slug,
+)
 
 COMPACT = ("params", "gflops", "latency_ms", "map50_95")
 """Columns of the default LaTeX table (metric keys)."""
@@ -51,6 +64,7 @@ _LATEX_SPECIAL = {
     "†": r"$^\dagger$",
     "‡": r"$^\ddagger$",
     "§": r"$^\S$",
+    "¶": r"$^\P$",
 }
 
 
@@ -78,9 +92,42 @@ def check_columns(report: Report, columns: Sequence[str]) -> None:
     Raises:
         ReportInputError: no name at all, a name given twice, or an unknown name.
     """
-    valid = list(
-        dict.fromkeys([*(k for k in METRICS if "{" not in k), *(m.key for t in report.tables for m in t.metrics)])
-    )
+    valid = [
+        *(k for k in METRICS if "{" not in k),
+        *(m.key for t in report.tables for m in t.metrics),
+        *report.optional,
+    ]
+    check_names(columns, valid)
+
+
+def check_profile_columns(columns: Sequence[str], runtimes: Sequence[str]) -> None:
+    """Refuse `yoloab profile --columns` names its table could not show, before anything is profiled.
+
+    Args:
+        columns: The names asked for.
+        runtimes: The runtimes to be profiled: each gives its own latency columns (`latency_ms_onnxruntime`, ...).
+
+    Raises:
+        ReportInputError: no name at all, a name given twice, or an unknown name (with the nearest valid ones).
+    """
+    valid = []
+    for key, metric in METRICS.items():
+        if PROFILE_COMMAND not in metric.tables:
+            continue
+        if metric.dynamic:
+            valid += [key.replace("{runtime}", rt) for rt in runtimes if rt != "torch" and "{runtime}" in key]
+        else:
+            valid.append(key)
+    check_names(columns, valid)
+
+
+def check_names(columns: Sequence[str], valid: Sequence[str]) -> None:
+    """Refuse an empty `--columns`, a name given twice, or one not in `valid` (naming the nearest valid ones).
+
+    Raises:
+        ReportInputError: one line: what was wrong and the names expected.
+    """
+    valid = list(dict.fromkeys(valid))
     expected = "expected comma-separated names from " + ", ".join(valid)
     if not columns:
         raise ReportInputError(f"--columns names no column; {expected}")
@@ -119,6 +166,10 @@ def _delta(metric: Metric, row: Row) -> list[str]:
     if delta.low is not None and delta.high is not None:
         spec = f"+.{metric.digits}f"
         lines.append(f"[{format(delta.low * metric.scale, spec)},{format(delta.high * metric.scale, spec)}]")
+        if delta.seed_low is not None and delta.seed_high is not None:  # over images, then over seeds; the wider named
+            lines[-1] = "img " + lines[-1] + (" (wider)" if delta.limited_by == "images" else "")
+            seeds = f"[{format(delta.seed_low * metric.scale, spec)},{format(delta.seed_high * metric.scale, spec)}]"
+            lines.append("seeds " + seeds + (" (wider)" if delta.limited_by == "seeds" else ""))
     return lines
 
 
@@ -162,7 +213,12 @@ def _reader_notes(table: ReportTable, metrics: list[Metric]) -> list[str]:
         notes.append(
             "Small type: change against the unmodified model of the same size (base); relative for costs, "
             "absolute for mAP, with its 95\\% confidence interval in brackets where known; * marks a significant "
-            "change. Bold: best in its column."
+            "change. Bold: best in its column"
+            + (
+                "; a latency only if no model timed with it is faster by more than both interquartile ranges."
+                if any(m.timed and r.values[m.key].mean is not None for m in metrics for r in table.shown)
+                else "."
+            )
         )
     shown = {m.key for m in metrics}
     for row in table.shown:
@@ -188,7 +244,15 @@ def _reader_notes(table: ReportTable, metrics: list[Metric]) -> list[str]:
             f"({latex_escape(', '.join(row.label for row in rows))}); compared only with latencies measured the same "
             "way."
         )
-    notes += [latex_escape(n) for n in table.footnotes if n[:1] not in ("†", UNSTABLE_MARK, MISMATCH_MARK)]
+    for base, labels in table.apart.items() if timed else ():
+        notes.append(
+            f"No latency change for {latex_escape(', '.join(labels))}: timed in another session than "
+            f"{latex_escape(base)}, under another load of the machine."
+        )
+    for note in table.footnotes:
+        if note[:1] in ("†", UNSTABLE_MARK, MISMATCH_MARK, "Δ") or note.startswith("Runtime columns:"):
+            continue  # said above for a reader, or about the terminal's ✓/✗ marks, which the LaTeX cells do not carry
+        notes.append(latex_escape(re.sub(rf"^{FAILED_MARK}\d+ ", "", note)))
     if table.failures:
         notes.append(latex_escape("Failed runs, left out of the table: " + "; ".join(table.failures) + "."))
     return notes
@@ -214,9 +278,7 @@ def report_latex(report: Report, columns: Sequence[str] | None = None) -> str:
         _, grid = cells(table)
         by_row = []
         for row, line in zip(table.shown, grid, strict=True):
-            values = iter(c for c in line[1:] if not c.delta)
-            if table.kind == DATASET:
-                next(values)  # the seeds column
+            values = iter(c for c in line[leading_columns(table) :] if not c.delta)  # after variant, loss, seeds
             by_key = {m.key: c for m, c in zip(table.metrics, values, strict=True)}
             by_row.append(
                 [

@@ -16,10 +16,12 @@ def _escape(text: str) -> str:
 
 
 def _cell(cell: Cell) -> str:
+    if cell.status and cell.text in ("failed", "skipped"):  # a runtime that was not measured: ✗n, the note says why
+        return cell.status
     text = _escape(cell.text) + (f" ± {cell.std}" if cell.std else "")
     if cell.best and text:
         text = f"**{text}**"
-    return text + cell.marks
+    return (f"{cell.status} " if cell.status else "") + text + cell.marks
 
 
 def table_lines(table: ReportTable) -> list[str]:
@@ -43,7 +45,7 @@ def report_markdown(report: Report, plots: Sequence[Plot] = ()) -> str:
 
     Args:
         report: The report.
-        plots: PNGs written next to the Markdown file, linked under their table.
+        plots: Plot files written next to the Markdown file: each PNG shown under its table, its PDF and SVG linked.
     """
     out = ["# yoloab report", ""]
     for table in report.tables:
@@ -54,9 +56,14 @@ def report_markdown(report: Report, plots: Sequence[Plot] = ()) -> str:
         if table.failures:
             out += ["", "Failed runs (not in the table, means or best marks):", ""]
             out += [f"- {_escape(f)}" for f in table.failures]
-        images = [p for p in plots if p.table == table.name]
+        images = [p for p in plots if p.table == table.name and p.format == "png"]
         if images:
             out.append("")
-            out += [f"![{p.title}]({p.filename})" for p in images]
+            for p in images:  # the PNG shown, its vector copies linked
+                stem = p.filename[: -len(".png")]
+                vectors = [q.filename for q in plots if q.format != "png" and q.filename.rsplit(".", 1)[0] == stem]
+                links = ", ".join(f"[{v.rsplit('.', 1)[1].upper()}]({v})" for v in vectors)
+                links = f" ({links})" if links else ""
+                out.append(f"![{p.title}]({p.filename}){links}")
         out.append("")
     return "\n".join(out)

@@ -62,6 +62,10 @@ class Metric:
         csv_extra: Row facts the report's CSV lists right after this column (`yoloab.report.csv_format.EXTRAS`).
         unstable_above: For a timed value (median with its IQR as `Stat.std`): the IQR, as a fraction of the median,
             above which the value is flagged unstable (never bold, its Δs flagged); None for values that are not timed.
+        per_session: Whether the value depends on the machine's state while it was measured (latency, throughput,
+            memory): it is compared (Δ, best mark, Pareto front) only with values of the same timing session.
+        default: Whether tables show the column unless `--columns` picks others; a column that is not default
+            (the P95/P99 latencies) appears only where `--columns` names it.
     """
 
     key: str
@@ -80,6 +84,13 @@ class Metric:
     error_key: str | None = None
     csv_extra: tuple[str, ...] = ()
     unstable_above: float | None = None
+    per_session: bool = False
+    default: bool = True
+
+    @property
+    def session_bound(self) -> bool:
+        """Whether the value is compared only within one timing session (every timing, and `per_session` values)."""
+        return self.per_session or self.timed
 
     @property
     def timed(self) -> bool:
@@ -154,9 +165,38 @@ METRICS: dict[str, Metric] = {
             csv_extra=("latency_imgsz", "latency_nc", "latency_device", "latency_threads", "latency_match"),
             unstable_above=UNSTABLE_IQR,
         ),
-        Metric("throughput_ips", "img/s", "img/s", 1, higher_is_better=True, delta=False, tables=_COMMAND),
-        Metric("mem_infer_mb", "mem infer MiB", "Mem. infer (MiB)", 0, delta=False, tables=_COMMAND),
-        Metric("mem_train_mb", "mem train MiB", "Mem. train (MiB)", 0, delta=False, tables=_COMMAND),
+        # tail latencies of the same samples as the median: asked for with `--columns`, never shown by default
+        Metric("latency_p95_ms", "latency P95 (ms)", "Lat.\\ P95 (ms)", 2, per_session=True, default=False),
+        Metric("latency_p99_ms", "latency P99 (ms)", "Lat.\\ P99 (ms)", 2, per_session=True, default=False),
+        Metric(
+            "throughput_ips", "img/s", "img/s", 1, higher_is_better=True, delta=False, tables=_COMMAND, per_session=True
+        ),
+        Metric("mem_infer_mb", "mem infer MiB", "Mem. infer (MiB)", 0, delta=False, tables=_COMMAND, per_session=True),
+        Metric("mem_train_mb", "mem train MiB", "Mem. train (MiB)", 0, delta=False, tables=_COMMAND, per_session=True),
+        # one training step with the loss (`yoloab profile --train-step`, yoloab.train_step): shown by the profile that
+        # measured it, and by the report's profile table when `--columns` names it
+        Metric(
+            "train_step_ms",
+            "train step (ms)",
+            "Train step (ms)",
+            1,
+            tables=frozenset({STORED_PROFILE, PROFILE_COMMAND}),
+            profile_title="train step ms",
+            profile_spread="train_step_iqr_ms",
+            error_key="train_step_error",
+            unstable_above=UNSTABLE_IQR,
+            default=False,
+        ),
+        Metric(
+            "mem_train_step_mb",
+            "mem train step MiB",
+            "Mem. train step (MiB)",
+            0,
+            delta=False,
+            tables=frozenset({STORED_PROFILE, PROFILE_COMMAND}),
+            per_session=True,
+            default=False,
+        ),
         Metric(
             "map50",
             "mAP50",
@@ -177,6 +217,22 @@ METRICS: dict[str, Metric] = {
             tables=_DATASET,
             delta_ci="map50_95_delta",
         ),
+        # COCO's AP by object size (yoloab.size_ap), from the runs' stored statistics: asked for with `--columns`
+        # (three more columns with intervals would crowd the default table, and many sets lack a size class)
+        *(
+            Metric(
+                f"map50_95_{size}",
+                f"mAP50-95 {size}",
+                rf"AP$_{size[0].upper()}$",
+                3,
+                higher_is_better=True,
+                spread=True,
+                tables=_DATASET,
+                delta_ci=f"map50_95_{size}_delta",
+                default=False,
+            )
+            for size in ("small", "medium", "large")
+        ),
         # one column per runtime `yoloab profile --runtime` measured (`latency_ms_onnxruntime`, ...), last so that
         # the PyTorch columns keep their place
         Metric(
@@ -187,6 +243,22 @@ METRICS: dict[str, Metric] = {
             profile_spread="latency_iqr_ms_{runtime}",
             error_key="export_{runtime}",
             unstable_above=UNSTABLE_IQR,
+        ),
+        Metric(
+            "latency_p95_ms_{runtime}",
+            "latency P95 {runtime} (ms)",
+            "Lat.\\ P95 {runtime} (ms)",
+            2,
+            per_session=True,
+            default=False,
+        ),
+        Metric(
+            "latency_p99_ms_{runtime}",
+            "latency P99 {runtime} (ms)",
+            "Lat.\\ P99 {runtime} (ms)",
+            2,
+            per_session=True,
+            default=False,
         ),
     )
 }
@@ -219,12 +291,29 @@ def unregister_metric(key: str) -> None:
     METRICS.pop(key, None)
 
 
-def metrics_for(table: str, records: Iterable[dict[str, Any]] = ()) -> list[Metric]:
-    """The concrete columns of a kind of table, dynamic ones expanded over the keys of `records`."""
+def metrics_for(
+    table: str, records: Iterable[dict[str, Any]] = (), wanted: Iterable[str] | None = None
+) -> list[Metric]:
+    """The concrete columns of a kind of table, dynamic ones expanded over the keys of `records`.
+
+    Args:
+        table: `DATASET`, `STORED_PROFILE` or `PROFILE_COMMAND`.
+        records: The records whose keys expand the dynamic columns.
+        wanted: Column keys asked for (`--columns`): a column that is not `default` is included only when named here.
+    """
     keys: list[str] = []
     for r in records:
         keys.extend(k for k in r if k not in keys)
-    return [c for m in METRICS.values() if table in m.tables for c in m.expand(keys)]
+    asked = set(wanted or ())
+    return [c for m in METRICS.values() if table in m.tables for c in m.expand(keys) if c.default or c.key in asked]
+
+
+def optional_columns(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Keys of the columns that are not shown by default but that these records could fill (`--columns` names)."""
+    keys: list[str] = []
+    for r in records:
+        keys.extend(k for k in r if k not in keys)
+    return [c.key for m in METRICS.values() if not m.default for c in m.expand(keys) if c.key in keys]
 
 
 @dataclass(frozen=True)

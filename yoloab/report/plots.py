@@ -1,8 +1,12 @@
-"""PNG plots of a report: mAP against cost with the Pareto front, and training curves of every variant overlaid.
+"""Plots of a report: mAP against cost with the Pareto front, and training curves of every variant overlaid.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, so no global backend switch and no window), with
 the DejaVu Sans font that ships with matplotlib (nothing is downloaded), at a fixed size and dpi so that every PNG of
-a kind has the same pixel size: `SCATTER_SIZE` x `DPI` and `CURVES_SIZE` x `DPI`.
+a kind has the same pixel size: `SCATTER_SIZE` x `DPI` and `CURVES_SIZE` x `DPI`. Each figure is also written as
+vector PDF (fonts embedded) and SVG, for papers and slides; every axis is labelled.
+
+The Pareto front of a latency plot is computed over every point timed in the same session as the baseline, unstable
+timings included at their median (drawn hollow, never dropped); `scatter` exposes what a plot marks.
 """
 
 from __future__ import annotations
@@ -28,24 +32,59 @@ DPI = 100
 SCATTER_SIZE = (8.0, 6.0)  # inches: 800 x 600 px
 CURVES_SIZE = (10.0, 7.5)  # inches: 1000 x 750 px
 MAP_COLUMN = "metrics/mAP50-95(B)"
-_RC = {"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11}
+_RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "figure.titlesize": 11,
+    "pdf.fonttype": 42,  # DejaVu embedded as TrueType: text a paper's PDF viewer can select and search
+    "svg.hashsalt": "yoloab",  # the same SVG ids on every run: files that differ only when the plot does
+}
+FORMATS = ("png", "pdf", "svg")
+"""Files written per plot: the PNG for pages and Markdown, the vector PDF and SVG for papers and slides."""
+_METADATA: dict[str, dict[str, None]] = {
+    # no dates or version strings: the same report gives the same bytes
+    "png": {"Software": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+    "svg": {"Creator": None, "Date": None},
+}
 
 
 @dataclass(frozen=True)
 class Plot:
-    """A rendered PNG that belongs to a table.
+    """A rendered plot file (PNG, PDF or SVG) that belongs to a table.
 
     Attributes:
         table: Name of the table it illustrates.
-        filename: File name in the output folder.
+        filename: File name in the output folder; its extension is the format.
         title: Alternative text.
-        data: PNG bytes.
+        data: The file's bytes.
     """
 
     table: str
     filename: str
     title: str
     data: bytes
+
+    @property
+    def format(self) -> str:
+        """'png', 'pdf' or 'svg'."""
+        return self.filename.rsplit(".", 1)[-1]
+
+
+@dataclass
+class Drawn:
+    """A drawn figure and its files.
+
+    Attributes:
+        figure: The matplotlib figure (Agg canvas): tests read its axes.
+        files: Format ('png', 'pdf', 'svg') -> bytes.
+        scatter: For an mAP-vs-cost plot, what it marks.
+    """
+
+    figure: Figure
+    files: dict[str, bytes]
+    scatter: Scatter | None = None
 
 
 def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
@@ -83,11 +122,16 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
-def _png(fig: Figure) -> bytes:
+def _save(fig: Figure, fmt: str = "png") -> bytes:
     buf = io.BytesIO()
     # no bbox_inches='tight': it would change the pixel size from figure to figure
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    fig.savefig(buf, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return buf.getvalue()
+
+
+def _files(fig: Figure, formats: Sequence[str]) -> dict[str, bytes]:
+    """The figure in each format; called inside the plot's `rc_context`, whose fonts the tick labels take."""
+    return {fmt: _save(fig, fmt) for fmt in formats}
 
 
 def _colors(table: ReportTable) -> dict[str, Any]:
@@ -187,34 +231,86 @@ def _limits(values: Sequence[float], pad: float, log: bool = False) -> tuple[flo
     return lo - pad * span, hi + pad * span
 
 
-def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
-    """mAP50-95 against a cost (`gflops_aten` or `latency_ms`), Pareto front marked, every point labelled.
+@dataclass(frozen=True)
+class Scatter:
+    """What an mAP-vs-cost plot draws and marks, point by point (tests read this, not the pixels).
+
+    Attributes:
+        labels: Row labels, in table order.
+        xs: Cost of each point (the median for a timing).
+        ys: mAP50-95 (mean over seeds).
+        errs: Standard deviation of the mAP over seeds (0 for one seed).
+        hollow: Indices drawn hollow: unstable timings (IQR above `UNSTABLE_IQR` of the median), on the front or not.
+        apart: Indices timed in another session or under other conditions than the group's baseline: drawn as
+            squares and left out of the front (their cost is not comparable).
+        front: Indices on the Pareto front, computed over every point that is compared, unstable ones included;
+            ordered by cost.
+        marks: Footnote marks after each label ('‡' unstable, '§' profiled with other settings than the runs).
+    """
+
+    labels: list[str]
+    xs: list[float]
+    ys: list[float]
+    errs: list[float]
+    hollow: list[int]
+    apart: list[int]
+    front: list[int]
+    marks: list[str]
+
+    @property
+    def front_labels(self) -> list[str]:
+        """Labels of the points on the front, by cost."""
+        return [self.labels[i] for i in self.front]
+
+
+def scatter(table: ReportTable, cost: str) -> Scatter | None:
+    """The points of mAP50-95 against a cost and which of them are on the Pareto front, hollow or apart.
+
+    For a timing, the front compares only points timed in the same session and under the same conditions as the
+    group's baseline (`yoloab.report.table.reference_session`); unstable points count at their median and are drawn
+    hollow, never dropped.
+
+    Returns:
+        None when no row has both values.
+    """
+    rows = [r for r in table.shown if r.values[cost].mean is not None and r.values["map50_95"].mean is not None]
+    if not rows:
+        return None
+    timed = METRICS[cost].session_bound
+    xs = [r.values[cost].mean for r in rows]
+    ys = [r.values["map50_95"].mean for r in rows]
+    errs = [r.values["map50_95"].std or 0.0 for r in rows]
+    hollow = [i for i, r in enumerate(rows) if cost in r.unstable]
+    other = [METRICS[cost].timed and r.latency_mismatch is not None for r in rows]
+    marks = [UNSTABLE_MARK * (i in hollow) + MISMATCH_MARK * o for i, o in enumerate(other)]
+    apart: list[int] = []
+    if timed:
+        pairs = [(r.timing_group, r.timing_session) for r in rows]
+        pool = [pair for pair, r in zip(pairs, rows, strict=True) if r.is_baseline] or pairs
+        main = max(dict.fromkeys(pool), key=pool.count)
+        apart = [i for i, pair in enumerate(pairs) if pair != main]
+    compared = [i for i in range(len(rows)) if i not in apart]
+    front = [compared[i] for i in pareto_front([xs[i] for i in compared], [ys[i] for i in compared])]
+    return Scatter([r.label for r in rows], xs, ys, errs, hollow, apart, front, marks)  # type: ignore[arg-type]
+
+
+def map_vs_cost_figure(table: ReportTable, cost: str, formats: Sequence[str] = ("png",)) -> Drawn | None:
+    """The figure of mAP50-95 against a cost (`gflops_aten` or `latency_ms`), its files and the points it marks.
 
     Args:
         table: A dataset table.
         cost: Metric key on the x axis; lower is better.
+        formats: Files to render (`FORMATS`).
 
     Returns:
-        PNG bytes, or None when no row has both values.
+        The drawn figure with its `Scatter`, or None when no row has both values.
     """
     from matplotlib import rc_context
 
-    rows = [r for r in table.shown if r.values[cost].mean is not None and r.values["map50_95"].mean is not None]
-    if not rows:
+    data = scatter(table, cost)
+    if data is None:
         return None
-    xs = [r.values[cost].mean for r in rows]
-    ys = [r.values["map50_95"].mean for r in rows]
-    errs = [r.values["map50_95"].std or 0.0 for r in rows]
-    # an unstable timing (IQR above its limit) is marked and kept off the front, its position is noise; so is a
-    # timing taken under other conditions than most of the plot's (image size, threads, ...): it is not comparable
-    timed = METRICS[cost].timed
-    unstable = [cost in r.unstable for r in rows]
-    other = [timed and r.latency_mismatch is not None for r in rows]
-    marks = [UNSTABLE_MARK * u + MISMATCH_MARK * o for u, o in zip(unstable, other, strict=True)]
-    groups = [r.timing_group for r in rows]
-    main = max(groups, key=groups.count)
-    kept = [i for i, u in enumerate(unstable) if not u and (not timed or groups[i] == main)]
-    front = [kept[i] for i in pareto_front([xs[i] for i in kept], [ys[i] for i in kept])]
+    xs, ys, errs, front = data.xs, data.ys, data.errs, data.front
     colors = _colors(table)
     with rc_context(_RC):
         fig = _new_figure(SCATTER_SIZE)
@@ -223,23 +319,25 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
         if front:
             ax.plot(
                 [xs[i] for i in front], [ys[i] for i in front], color="0.35", ls="--", lw=1, zorder=1,
-                label="Pareto front (no other variant has lower cost and higher mAP)",
+                label="Pareto front over every compared point (none has lower cost and higher mAP)",
             )  # fmt: skip
             ax.scatter(
                 [xs[i] for i in front], [ys[i] for i in front], s=150, facecolors="none", edgecolors="black",
                 lw=1.2, zorder=3, label="on the front",
             )  # fmt: skip
-        for row, x, y, e, u in zip(rows, xs, ys, errs, unstable, strict=True):
+        for i, (label, x, y, e) in enumerate(zip(data.labels, xs, ys, errs, strict=True)):
             ax.errorbar(
-                x, y, yerr=e or None, fmt="o", ms=6, color=colors[row.label], capsize=3, zorder=4,
-                mfc="white" if u else colors[row.label],
+                x, y, yerr=e or None, fmt="s" if i in data.apart else "o", ms=6, color=colors[label], capsize=3,
+                zorder=4, mfc="white" if i in data.hollow else colors[label], gid=f"point-{i}",
             )  # fmt: skip
         if any(errs):
             ax.plot([], [], "o", color="0.4", label="mean ± std over seeds (error bar)")
-        if any(unstable):
-            what = f"{UNSTABLE_MARK} unstable timing (IQR > {100 * UNSTABLE_IQR:.0f}% of median)"
+        if data.hollow:
+            what = f"{UNSTABLE_MARK} hollow: unstable timing (IQR > {100 * UNSTABLE_IQR:.0f}% of median), at its median"
             ax.plot([], [], "o", color="0.4", mfc="white", label=what)
-        if any(other):
+        if data.apart:
+            ax.plot([], [], "s", color="0.4", label="square: timed in another session, not compared (off the front)")
+        if any(MISMATCH_MARK in m for m in data.marks):
             ax.plot([], [], " ", label=f"{MISMATCH_MARK} profiled with other settings than the runs")
         log = cost_axis(ax, xs)
         ax.set_ylim(
@@ -249,12 +347,19 @@ def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
         )
         ax.grid(True, which="both" if log else "major", alpha=0.3)
         ax.set_ylabel("mAP50-95 (validation, best checkpoint)")
+        rows = [r for r in table.shown if r.label in data.labels]
         ax.set_xlabel(_cost_label(table, rows, cost) + (", log scale" if log else ""))
         ax.set_title(f"{table.name}: mAP50-95 vs {'GFLOPs' if cost == 'gflops_aten' else 'latency'}")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, fontsize=8, frameon=False)
-        labels = [r.label + m for r, m in zip(rows, marks, strict=True)]
-        _place_labels(ax, xs, ys, errs, labels, [_darker(colors[r.label]) for r in rows], front)
-        return _png(fig)
+        labels = [label + m for label, m in zip(data.labels, data.marks, strict=True)]
+        _place_labels(ax, xs, ys, errs, labels, [_darker(colors[label]) for label in data.labels], front)
+        return Drawn(fig, _files(fig, formats), data)
+
+
+def map_vs_cost_png(table: ReportTable, cost: str) -> bytes | None:
+    """mAP50-95 against a cost (`gflops_aten` or `latency_ms`) as PNG (see `map_vs_cost_figure`); None without data."""
+    made = map_vs_cost_figure(table, cost)
+    return made.files["png"] if made else None
 
 
 def cost_axis(ax: Any, xs: Sequence[float]) -> bool:
@@ -318,10 +423,26 @@ def _curves(table: ReportTable) -> list[tuple[Row, str, pd.DataFrame]]:
 
 
 def curves_png(table: ReportTable) -> bytes | None:
+    """The training curves as PNG (see `curves_figure`); None when no run has a readable `results.csv`."""
+    made = curves_figure(table)
+    return made.files["png"] if made else None
+
+
+def _curve_ylabel(column: str) -> str:
+    if column == MAP_COLUMN:
+        return "mAP50-95 (validation)"
+    return column.split("/", 1)[-1].replace("_", " ") + " (train)"
+
+
+def curves_figure(table: ReportTable, formats: Sequence[str] = ("png",)) -> Drawn | None:
     """mAP50-95 and every train loss per epoch, one line per run, seeds of a variant in the same colour.
 
+    Args:
+        table: A dataset table.
+        formats: Files to render (`FORMATS`).
+
     Returns:
-        PNG bytes, or None when no run of the table has a readable `results.csv`.
+        The drawn figure, or None when no run of the table has a readable `results.csv`.
     """
     from matplotlib import rc_context
     from matplotlib.lines import Line2D
@@ -350,6 +471,7 @@ def curves_png(table: ReportTable) -> bytes | None:
                     ax.plot(frame["epoch"], frame[column], color=colors[row.label], ls=styles[seed], lw=1.3)
             ax.set_title(column.replace("metrics/", "").replace("(B)", "") + (" (val)" if column == MAP_COLUMN else ""))
             ax.set_xlabel("epoch")
+            ax.set_ylabel(_curve_ylabel(column))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(True, alpha=0.3)
         for ax in axes[len(panels) :]:
@@ -361,30 +483,31 @@ def curves_png(table: ReportTable) -> bytes | None:
             names += [f"seed {seed}" for seed in seeds]
         fig.legend(handles, names, loc="lower center", ncol=min(3, len(names)), fontsize=8, frameon=False)
         fig.suptitle(f"{table.name}: training curves (one line per run: colour = variant, line style = seed)")
-        return _png(fig)
+        return Drawn(fig, _files(fig, formats))
 
 
 # ---- every plot of a report -------------------------------------------------------------------------------------
 
 
-def report_plots(report: Report) -> list[Plot]:
-    """Every plot of every dataset table, named `<dataset>-map-vs-gflops.png`, `-map-vs-latency.png`, `-curves.png`.
+def report_plots(report: Report, formats: Sequence[str] | None = None) -> list[Plot]:
+    """Every plot of every dataset table, each as PNG, PDF and SVG (`FORMATS`, unless `formats` names others).
 
-    The latency plot exists only where a latency is known, the curves only where a `results.csv` is.
+    Named `<dataset>-map-vs-gflops.<ext>`, `-map-vs-latency.<ext>` and `-curves.<ext>`. The latency plot exists only
+    where a latency is known, the curves only where a `results.csv` is.
     """
+    formats = FORMATS if formats is None else tuple(formats)
     plots = []
     for table in report.tables:
         if table.kind != "dataset":
             continue
         name = slug(table.name)
         made = [
-            (
-                f"{name}-map-vs-gflops.png",
-                f"{table.name}: mAP50-95 vs GFLOPs (aten)",
-                map_vs_cost_png(table, "gflops_aten"),
-            ),
-            (f"{name}-map-vs-latency.png", f"{table.name}: mAP50-95 vs latency", map_vs_cost_png(table, "latency_ms")),
-            (f"{name}-curves.png", f"{table.name}: training curves", curves_png(table)),
+            (f"{name}-map-vs-gflops", f"{table.name}: mAP50-95 vs GFLOPs (aten)", map_vs_cost_figure, "gflops_aten"),
+            (f"{name}-map-vs-latency", f"{table.name}: mAP50-95 vs latency", map_vs_cost_figure, "latency_ms"),
+            (f"{name}-curves", f"{table.name}: training curves", None, None),
         ]
-        plots += [Plot(table.name, filename, title, data) for filename, title, data in made if data is not None]
+        for stem, title, draw, cost in made:
+            drawn = draw(table, cost, formats) if draw else curves_figure(table, formats)  # type: ignore[misc]
+            if drawn is not None:
+                plots += [Plot(table.name, f"{stem}.{fmt}", title, drawn.files[fmt]) for fmt in formats]
     return plots

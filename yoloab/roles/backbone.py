@@ -1,8 +1,10 @@
 """The `backbone` role: a module replaces every backbone row before the base model's tail (SPPF, C2PSA, ...).
 
 The new backbone is one row building the module, then one `Index` row per output at strides 8, 16 and 32 (channels
-from the module's declared `out_channels`, no dummy forward). The base model's tail and its whole head are kept; each
-head input that read the last base row at a level reads that level's `Index` row instead. The variant's row map
+from the module's declared `out_channels`, no dummy forward). The module is RevCol (`RevCol-tiny`) or any timm model
+(`timm-fasternet_t0`, row `[fasternet_t0, [1, 2, 3]]`: the model and its `feature_info` taps at strides 8/16/32).
+The base model's tail and its whole head are kept; each head input that read the last base row at a level reads that
+level's `Index` row instead. The variant's row map
 covers the kept rows only (the tail and the head at their new indices), so `--pretrained` seeds exactly those.
 """
 
@@ -44,7 +46,10 @@ def rewrite(base: BaseModel, entry: ModuleEntry, module: str, placement: str) ->
     strides = row_strides(d)
     tail_start = next((i for i, row in enumerate(old_backbone) if row[2] in TAIL_MODULES), nb_old)
     channels, out_strides = entry.backbone_outputs(size)
-    args = ([size] if size else []) + list(entry.options[option] if option else ())
+    # a module may spell out what its size implies (timm: the taps), so that the row says exactly what it builds
+    spelled = getattr(entry.cls, "row_args", None)
+    args = list(spelled(size)) if spelled and size else ([size] if size else [])
+    args += list(entry.options[option] if option else ())
     new_backbone: list[list[Any]] = [[-1, 1, entry.name, args]]
     remap: dict[int, int] = {}
     for s in (8, 16, 32):

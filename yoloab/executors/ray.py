@@ -1,48 +1,34 @@
-"""Executors that train a sweep's runs in parallel: one subprocess per local device, or Ray tasks on a cluster.
+"""The Ray executor: one Ray task per run, on a local instance or a cluster named by `--address`.
 
-Both only train and hand records back; the driver (`yoloab.sweep.run_sweep`) alone skips, locks and stores, so
-resuming, skipping and failure records behave exactly as with the in-process executor.
+It only trains and hands records back; the driver (`yoloab.sweep.run_sweep`) alone skips, locks and stores.
 
-Workers die with their driver: a subprocess is started with the kernel told to SIGKILL it when the driver dies
-(Linux `PR_SET_PDEATHSIG`), and it inherits the driver's lock on its run, so even where that signal does not exist a
-second sweep cannot take the run while an orphan lives. It imports only installed code: the working directory is
-taken off its `sys.path` before anything is imported, so a `cv2.py` there cannot shadow a library. A local Ray instance
-started by the driver listens on 127.0.0.1 only, with no dashboard, and Ray stops it with the driver.
+A local Ray instance started by the driver listens on 127.0.0.1 only, with no dashboard, and Ray stops it with the
+driver. A cluster named by `--address` is joined when the executor is made, before the results directory is touched,
+and within `YOLOAB_RAY_TIMEOUT` seconds (default 30): `ray.init` has no timeout of its own and retries an address
+where nothing answers for about ten minutes.
 
-A cluster named by `--address` is joined when the executor is made, before the results directory is touched, and
-within `YOLOAB_RAY_TIMEOUT` seconds (default 30): `ray.init` has no timeout of its own and retries an address where
-nothing answers for about ten minutes.
-
-Device pinning: each run sees only its device (`CUDA_VISIBLE_DEVICES` set by yoloab for a subprocess, by Ray for a
-task) and is given Ultralytics device `0`. Ultralytics 8.4's `select_device` reads CUDA indices relative to the
-visible devices and leaves `CUDA_VISIBLE_DEVICES` alone, so the pinned run cannot drift to another GPU.
+Device pinning: Ray sets `CUDA_VISIBLE_DEVICES` for a task, which is given Ultralytics device `0`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import dataclasses
-import json
 import math
 import os
-import pickle
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SweepInputError
+from ..errors import SweepInputError
+from .common import POLL_S, die_with_parent_fn, failed_record, pinned
 
-if TYPE_CHECKING:  # the training side imports torch: a driver joining Ray, or refused, does without it
-    from .training import RunSpec
+if TYPE_CHECKING:
+    from ..training import RunSpec
 
-POLL_S = 0.5
 RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 RAY_TIMEOUT_ENV = "YOLOAB_RAY_TIMEOUT"
 RAY_TIMEOUT_S = 30.0
@@ -56,161 +42,6 @@ RAY_PROBE = (
     "ray.init(address=sys.argv[1], log_to_driver=False, include_dashboard=False, **loopback)\n"
     "ray.shutdown()\n"
 )
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-# `python -c` rather than `-m`: -m puts the working directory first on sys.path (and -P, which would not, needs 3.11)
-WORKER_BOOT = (
-    "import sys\n"
-    "if sys.path and sys.path[0] == '': del sys.path[0]\n"
-    "sys.path.append(sys.argv.pop(1))  # where the driver's yoloab lives, after every installed package\n"
-    "from yoloab.worker import main\n"
-    "sys.exit(main())\n"
-)
-
-
-def _die_with_parent_fn() -> Callable[[], None] | None:
-    """A `preexec_fn` that has the kernel SIGKILL the child when its parent dies (Linux), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the request took effect
-            os._exit(1)
-
-    return preexec
-
-
-def parse_devices(text: str) -> list[str]:
-    """`--devices 0,1` or `cpu,cpu`: one slot per entry, each a CUDA index or `cpu`.
-
-    Raises:
-        SweepInputError: malformed entry or a CUDA device this machine does not have.
-    """
-    import torch
-
-    slots = [d.strip().removeprefix("cuda:") for d in text.split(",") if d.strip()]
-    if not slots:
-        raise SweepInputError("--devices is empty; expected CUDA indices such as 0,1 (or cpu,cpu)")
-    n = torch.cuda.device_count()
-    for d in slots:
-        if d != "cpu" and not d.isdigit():
-            raise SweepInputError(f"--devices entry '{d}' is not a CUDA index or 'cpu'; expected e.g. 0,1")
-        if d.isdigit() and int(d) >= n:
-            raise SweepInputError(f"--devices: CUDA device {d} is not available; this machine has {n} CUDA device(s)")
-    return slots
-
-
-def failed_record(spec: RunSpec, error: str) -> dict[str, Any]:
-    """The record of a run whose worker died before it could report."""
-    from .training import base_record, now
-
-    record = base_record(spec)
-    record.update(status="failed", error=error, started=None, finished=now(), resumed=False)
-    return record
-
-
-def pinned(spec: RunSpec, device: str) -> RunSpec:
-    """The spec as a worker pinned to `device` runs it: CUDA index 0 of its visible devices, or the CPU."""
-    settings = dataclasses.replace(spec.settings, device="cpu" if device == "cpu" else "0")
-    return dataclasses.replace(spec, settings=settings)
-
-
-class DevicesExecutor:
-    """One subprocess per listed device, each taking the next run when it is free."""
-
-    def __init__(self, devices: list[str]) -> None:
-        self.devices = devices
-
-    def run(self, specs: list[RunSpec], events: Any, stop: Callable[[], bool]) -> Iterator[tuple[RunSpec, dict]]:
-        """Train the runs over the device slots, yielding records as runs finish."""
-        queue = list(specs)
-        busy: dict[str, tuple[RunSpec, subprocess.Popen, Path, int]] = {}
-        try:
-            while queue or busy:
-                for device in self.devices:
-                    if device not in busy and queue and not stop():
-                        spec = queue.pop(0)
-                        events.started(spec)
-                        busy[device] = (spec, *self._start(spec, device), 0)
-                for device, (spec, proc, folder, seen) in list(busy.items()):
-                    progress = _read_progress(folder / "progress.json")
-                    epoch = (progress["epoch"], progress["epochs"]) if progress else None
-                    if progress and progress.get("metrics") and hasattr(events, "metrics"):
-                        events.metrics(spec, progress["metrics"])
-                    if epoch and epoch[0] != seen:
-                        events.epoch(spec, *epoch)
-                        busy[device] = (spec, proc, folder, epoch[0])
-                    if progress and progress.get("batch") and hasattr(events, "batch"):
-                        events.batch(spec, *progress["batch"])
-                    if proc.poll() is None:
-                        continue
-                    del busy[device]
-                    record = _read_record(folder / "record.json")
-                    shutil.rmtree(folder, ignore_errors=True)
-                    if proc.returncode == 130:  # stopped after saving: no record, resumes next time
-                        continue
-                    if record is None:
-                        log = spec.results_dir / "train" / f"{spec.run_name}.log"
-                        record = failed_record(spec, f"worker exited with code {proc.returncode} (log: {log})")
-                    yield spec, record
-                if not busy and (stop() or not queue):
-                    break
-                time.sleep(POLL_S)
-        finally:  # a second Ctrl-C (the workers, in our process group, got it too) or an error in the driver
-            for _, proc, folder, _ in busy.values():
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()  # the driver is giving up: the run resumes from its last saved epoch next time
-                    proc.wait()
-                shutil.rmtree(folder, ignore_errors=True)
-
-    @staticmethod
-    def _start(spec: RunSpec, device: str) -> tuple[subprocess.Popen, Path]:
-        from .sweep import held_lock_fd, worker_dir
-
-        folder = worker_dir(spec.results_dir, spec.key)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        (folder / "spec.pkl").write_bytes(pickle.dumps(pinned(spec, device)))
-        env = dict(os.environ)
-        env["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else device
-        log = spec.results_dir / "train" / f"{spec.run_name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = held_lock_fd(spec.results_dir, spec.key)
-        package_root = str(Path(__file__).resolve().parent.parent)
-        with open(log, "ab") as fh:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", WORKER_BOOT, package_root]
-                + [str(folder / "spec.pkl"), str(folder / "record.json"), str(folder / "progress.json")],
-                env=env,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                pass_fds=() if lock_fd is None else (lock_fd,),
-                preexec_fn=_die_with_parent_fn(),  # noqa: PLW1509 - the driver starts workers from its main thread
-            )
-        return proc, folder
-
-
-def _read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_progress(path: Path) -> dict[str, Any] | None:
-    try:
-        d = json.loads(path.read_text())
-        return {**d, "epoch": int(d["epoch"]), "epochs": int(d["epochs"])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Ray
 
 
 def _ray_train(spec: RunSpec) -> dict[str, Any]:
@@ -328,7 +159,7 @@ def _init_in_child(address: str, local: bool, timeout: float) -> str | None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own group: stopped with whatever Ray started in it
-        preexec_fn=_die_with_parent_fn(),  # noqa: PLW1509 - it only calls prctl, looked up before the fork
+        preexec_fn=die_with_parent_fn(),  # noqa: PLW1509 - it only calls prctl, looked up before the fork
     )
     try:
         _, err = proc.communicate(timeout=timeout)
@@ -464,33 +295,3 @@ class RayExecutor:
                     retries = f"{self.max_retries} retr{'y' if self.max_retries == 1 else 'ies'}"
                     record = failed_record(spec, f"Ray worker failed ({type(err).__name__}) after {retries}")
                 yield spec, record
-
-
-def make_executor(
-    kind: str, devices: str | None, address: str | None, gpus_per_run: float | None, max_retries: int, device: str
-) -> Any:
-    """The executor `--executor`/`--devices` ask for (None: this process), rejecting options that do not go together.
-
-    A Ray cluster named by `address` is joined here, so that one that cannot be reached is refused before anything
-    is written; a local Ray instance starts when the sweep does.
-
-    Raises:
-        SweepInputError: an option of the other executor, a device conflict, or a Ray cluster that cannot be reached.
-    """
-    if kind == "ray":
-        if devices is not None:
-            raise SweepInputError("--devices is for the local executor; Ray places runs on the cluster's GPUs itself")
-        if device != "auto":
-            raise SweepInputError("--device is for the local executor; with Ray use --gpus-per-run")
-        executor = RayExecutor(address, gpus_per_run, max_retries)
-        if address is not None:  # a cluster that cannot be reached is refused before the results directory is touched
-            executor._connect()
-        return executor
-    for flag, value in (("--address", address), ("--gpus-per-run", gpus_per_run)):
-        if value is not None:
-            raise SweepInputError(f"{flag} needs --executor ray")
-    if devices is None:
-        return None
-    if device != "auto":
-        raise SweepInputError("give either --device (one run at a time) or --devices (one run per device), not both")
-    return DevicesExecutor(parse_devices(devices))
