@@ -319,7 +319,8 @@ def test_names_and_combinations():
 
     assert CLI_DEFAULT == REPORT_DEFAULT == SIGNIFICANCE_DEFAULT == DEFAULT_LOSS
     assert {f"Inner-{b}" for b in COMPOSABLE} | {f"Focaler-{b}" for b in COMPOSABLE} <= set(LOSSES.names())
-    assert check_losses(["siou", "SIoU", "wiouv3"]) == ["SIoU", "WIoUv3"]
+    assert check_losses(["siou", "SIoU", "wiouv3"]) == ["CIoU", "SIoU", "WIoUv3"]  # the default: every Δ's reference
+    assert check_losses(["WIoUv3", "ciou"]) == ["CIoU", "WIoUv3"]
     assert check_losses(None) == ["CIoU"]
 
 

@@ -38,7 +38,8 @@ Losses = Annotated[
     list[str] | None,
     typer.Option(
         "--loss",
-        help="Box loss, crossed with the variants (repeatable): SIoU, WIoUv3, Inner-CIoU, ... (docs/losses.md).",
+        help="Box loss, crossed with the variants (repeatable; the default CIoU is always trained too): SIoU, "
+        "WIoUv3, Inner-CIoU, ... (docs/losses.md).",
         show_default=DEFAULT_LOSS + ", Ultralytics' own",
     ),
 ]

@@ -198,13 +198,16 @@ def get_loss(name: str) -> LossEntry:
 
 
 def check_losses(names: list[str] | None) -> list[str]:
-    """The canonical names of `--loss` values, in order, each once; `[DEFAULT_LOSS]` when none are given.
+    """The canonical names of `--loss` values, in order, each once, after the default loss.
+
+    The default (Ultralytics' own CIoU) always comes first, as the baseline model always comes with its variants:
+    every other loss's Δ is taken against it, so `--loss SIoU` alone trains CIoU and SIoU.
 
     Raises:
         UnknownLossError: the first unknown name, with the nearest names.
     """
-    out: list[str] = []
-    for name in names or [DEFAULT_LOSS]:
+    out: list[str] = [DEFAULT_LOSS]
+    for name in names or []:
         canonical = LOSSES.get(name).name
         if canonical not in out:
             out.append(canonical)
