@@ -331,7 +331,7 @@ def _when(records: list[dict[str, Any]], field: str) -> str:
 def reuse_note(records: list[dict[str, Any]]) -> str | None:
     """The lines that say which records were reused or timed again rather than measured, and how to redo them."""
     reused = [r for r in records if r.get("reused")]
-    retimed = [r for r in records if not r.get("reused") and r.get("counted") not in (None, r.get("profiled"))]
+    retimed = [r for r in records if not r.get("reused") and r.get("retimed")]
     lines = []
     if reused:
         n = len(reused)
@@ -643,8 +643,9 @@ def profile_variants(
                 )
     profiled = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for record in measured:
-        counted = record["counted"] if record["variant"] in plan.retimed else profiled
-        record.update(env, batch=batch, profiled=profiled, counted=counted, timing_session=session)
+        retimed = record["variant"] in plan.retimed  # said outright: `counted` and `profiled` may fall in one second
+        counted = record["counted"] if retimed else profiled
+        record.update(env, batch=batch, profiled=profiled, counted=counted, timing_session=session, retimed=retimed)
     return records
 
 
