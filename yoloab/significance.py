@@ -623,15 +623,12 @@ def _intervals(name: str, base: str, dataset: str, pairs: list, runs: _RunCache,
     intervals, spread, dspread = {}, {}, {}
     for m in METRICS:
         deltas = [getattr(v, m) - getattr(b, m) for _, _, v, b, _ in pairs]
-        low, high = percentile_interval(boot[m], level)
-        seed_low = seed_high = None
+        intervals[m] = _interval(deltas, boot[m], level)
         if len(pairs) >= 2:
-            seed_low, seed_high = t_interval(deltas, level)
             spread[m] = float(np.std([getattr(v, m) for _, _, v, _, _ in pairs], ddof=1))
             dspread[m] = float(np.std(deltas, ddof=1))
         else:
             spread[m] = dspread[m] = None
-        intervals[m] = Interval(float(np.mean(deltas)), low, high, seed_low, seed_high)
     if runs.sizes:
         intervals |= _size_intervals(pairs, runs, level)
     return DeltaInterval(
@@ -663,10 +660,14 @@ def _size_intervals(pairs: list, runs: _RunCache, level: float) -> dict[str, Int
         boot = boot[np.isfinite(boot)]
         if not len(boot):
             continue
-        deltas = [v[m][0] - b[m][0] for v, b in per_pair]
-        seed_low, seed_high = t_interval(deltas, level) if len(pairs) >= 2 else (None, None)
-        out[m] = Interval(float(np.mean(deltas)), *percentile_interval(boot, level), seed_low, seed_high)
+        out[m] = _interval([v[m][0] - b[m][0] for v, b in per_pair], boot, level)
     return out
+
+
+def _interval(deltas: list[float], boot: np.ndarray, level: float) -> Interval:
+    """The mean of the per-seed deltas, the bootstrap's percentile interval and, with 2+ seeds, the t-interval."""
+    seed = t_interval(deltas, level) if len(deltas) >= 2 else (None, None)
+    return Interval(float(np.mean(deltas)), *percentile_interval(boot, level), *seed)
 
 
 # --------------------------------------------------------------------------------------------------------------------
