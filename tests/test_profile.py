@@ -136,7 +136,8 @@ def catalog_models():
 
 
 def test_meta_memo_leaves_aten_counts_unchanged(catalog_models):
-    # every catalog module, attention (yolo12n) and v10Detect: totals and per-layer counts identical
+    # every catalog module, attention (yolo12n) and v10Detect: totals and per-layer counts identical (the memo path
+    # also follows only the top-level layers, `_TopLayers`, instead of FlopCounterMode's tracker of every module)
     _MetaMemo.clear()
     for name, model in catalog_models.items():
         plain = aten_flops(model, 64, memo=False)

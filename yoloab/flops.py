@@ -7,9 +7,10 @@
   so it costs no arithmetic, and repeated ops are served from a cache of their output shapes; where a model cannot run
   on meta it falls back to a real forward pass.
 - `gmacs`: multiply-adds, `gflops_aten / 2` (FlopCounterMode counts only products: convs, matmuls, attention).
-- `gflops_published`: the part of the fused model's `gflops_aten_fused` that published tables count (Ultralytics' docs,
-  the YOLOv10 paper): convolutions and linear layers, no attention matmuls (`PUBLISHED_OPS`); where the two differ by
-  more than `ATTENTION_TOLERANCE`, `attention_note` says by how much and which rows hold the attention.
+- `gflops_published`: the fused model counted as published tables count it (Ultralytics' docs, the YOLOv10 paper):
+  convolutions and linear layers, no attention matmuls (`PUBLISHED_OPS`), plus the per-element cost that the thop of
+  those tables gave `nn.Upsample` (`THOP_UPSAMPLE_OPS`); where attention matmuls are more than `ATTENTION_TOLERANCE`
+  of the count, `attention_note` says by how much and which rows hold them.
 - Where the two differ by more than `FLOP_TOLERANCE`, the row is flagged and the layers responsible are named.
 - These count the model as trained; `*_fused` count it after `fuse()` (BatchNorm folded, RepVGG branches merged; for
   YOLOv10/YOLO26 one detection branch dropped, which `fuse_note` says).
@@ -29,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._ultralytics import fuse_drops
+from .meta_device import meta_device
 from .variants import count_params
 
 FLOP_TOLERANCE = 0.05
@@ -48,6 +50,11 @@ every 2-D matrix product, which is what `nn.Linear`/`F.linear` become (a linear 
 into one `mm`). Left out are the batched products (`bmm`, `baddbmm`) and the scaled-dot-product/flash/flex attention
 kernels: the products of activations with activations that attention computes (YOLOv10's PSA, YOLO11's C2PSA, YOLO12's
 A2C2f, EMA's matmul). docs/flops-conventions.md checks the rule against the published tables."""
+THOP_UPSAMPLE_OPS = {"nearest": 1, "linear": 5, "bilinear": 11, "bicubic": 259}
+"""Ops per output element that thop gave an `nn.Upsample` of each mode until ultralytics/thop#148 (July 2026) made
+nearest free; `get_flops` doubles them like every thop count. Every published table was made with that rule: without
+it yolov8l counts 165.148 and yolo12m 67.446, published 165.2 and 67.5 (docs/flops-conventions.md). Interpolation
+done functionally (`F.interpolate`, DySample's `grid_sample`) was invisible to thop and is not counted."""
 
 
 def model_stride(model: nn.Module) -> int:
@@ -118,7 +125,7 @@ def building_on_meta() -> Iterator[None]:
         >>> round(aten_count(fused, 640).published, 2)  # Ultralytics' docs: 21.4
         21.38
     """
-    with torch.device("meta"), _HostData(), _MetaMemo():  # the memo serves the stride pass's and fuse()'s repeats
+    with meta_device(), _HostData(), _MetaMemo():  # the memo serves the stride pass's and fuse()'s repeats
         yield
 
 
@@ -216,12 +223,44 @@ class _MetaMemo(TorchDispatchMode):
         return out
 
 
+class _TopLayers:
+    """What FlopCounterMode needs of its module tracker (`parents`), following only a model's top-level layers.
+
+    FlopCounterMode's own tracker hooks every module call and walks its outputs; yoloab reads only the total and the
+    count of each top-level layer (`model.model[i]`), under the same names ("Global", "DetectionModel.model.3"), so
+    hooks on those layers give the same counts in about 70% of the time (tested on the catalog, trained and fused).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.parents = {"Global"}
+        self._hooks: list[Any] = []
+
+    def __enter__(self) -> _TopLayers:
+        layers = getattr(self.model, "model", None)
+        if isinstance(layers, nn.Sequential):
+            prefix = f"{type(self.model).__name__}.model."
+            for i, layer in enumerate(layers):
+                name = f"{prefix}{i}"
+                self._hooks.append(layer.register_forward_pre_hook(lambda m, a, n=name: self.parents.add(n)))
+                self._hooks.append(layer.register_forward_hook(lambda m, a, o, n=name: self.parents.discard(n)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+
+
 def _count_on_meta(model: nn.Module, imgsz: int, memo: bool) -> FlopCounterMode:
     x = torch.zeros(1, 3, imgsz, imgsz, device="meta")
     counter = FlopCounterMode(display=False)
     below, above = (_MetaMemo(), _MetaMemo(counter)) if memo else (nullcontext(), nullcontext())
-    with on_meta(model) as target, torch.no_grad(), below, counter, above:
-        target(x)
+    with on_meta(model) as target:
+        if memo and hasattr(counter, "mod_tracker"):  # private, like the memo: the plain count is the fallback
+            counter.mod_tracker = _TopLayers(target)
+        with torch.no_grad(), below, counter, above:
+            target(x)
     return counter
 
 
@@ -232,14 +271,17 @@ class AtenCount:
     Attributes:
         total: every op FlopCounterMode counts (convolutions, matrix products, attention).
         per_layer: `total` per top-level layer index.
-        published: the ops of `PUBLISHED_OPS` (convolutions and linear layers, no attention matmuls).
-        published_per_layer: `published` per top-level layer index.
+        published: the ops of `PUBLISHED_OPS` (convolutions and linear layers, no attention matmuls), plus `upsample`.
+        published_per_layer: the `PUBLISHED_OPS` part of `per_layer` (the upsample term is not split by layer).
+        upsample: thop's old cost of the `nn.Upsample` layers (`THOP_UPSAMPLE_OPS`, 2 FLOPs per op), part of
+            `published` only: FlopCounterMode counts no interpolation.
     """
 
     total: float
     per_layer: dict[int, float]
     published: float
     published_per_layer: dict[int, float]
+    upsample: float = 0.0
 
 
 def aten_flops(model: nn.Module, imgsz: int, memo: bool = True) -> tuple[float, dict[int, float]]:
@@ -258,7 +300,7 @@ def aten_flops(model: nn.Module, imgsz: int, memo: bool = True) -> tuple[float, 
 
 
 def aten_count(model: nn.Module, imgsz: int, memo: bool = True) -> AtenCount:
-    """`aten_flops` with the published convention's part of the same count (`PUBLISHED_OPS`), from one forward pass.
+    """`aten_flops` with the published convention's count (`PUBLISHED_OPS`, `THOP_UPSAMPLE_OPS`) from one forward pass.
 
     Args:
         model: the model (put in eval mode).
@@ -266,21 +308,15 @@ def aten_count(model: nn.Module, imgsz: int, memo: bool = True) -> AtenCount:
         memo: serve repeated meta ops from `_MetaMemo` (same counts, less time; off only to test exactly that).
     """
     model = model.eval()
-    counter = None
-    if memo:
-        try:
-            counter = _count_on_meta(model, imgsz, memo=True)
-        except Exception:  # the memo leans on torch internals: a torch that changed them still gets the plain count
-            counter = None
-    if counter is None:
-        try:
-            counter = _count_on_meta(model, imgsz, memo=False)
-        except (RuntimeError, NotImplementedError):  # an op without a meta kernel: count on real tensors
-            p = next(model.parameters())
-            x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
-            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-                model(x)
+    upsample: dict[str, float] = {}
     prefix = f"{type(model).__name__}.model."
+    hooks = [m.register_forward_hook(_upsample_hook(upsample, name)) for name, m in model.named_modules()
+             if isinstance(m, nn.Upsample) and m.mode in THOP_UPSAMPLE_OPS]  # fmt: skip
+    try:
+        counter = _count(model, imgsz, memo, upsample)
+    finally:
+        for hook in hooks:
+            hook.remove()
     per_layer, published_per_layer = {}, {}
     by_module = counter.get_flop_counts()
     for key, counts in by_module.items():
@@ -288,8 +324,41 @@ def aten_count(model: nn.Module, imgsz: int, memo: bool = True) -> AtenCount:
         if rest.isdigit():
             per_layer[int(rest)] = sum(counts.values()) / 1e9
             published_per_layer[int(rest)] = sum(n for op, n in counts.items() if op in PUBLISHED_OPS) / 1e9
-    published = sum(n for op, n in by_module.get("Global", {}).items() if op in PUBLISHED_OPS) / 1e9
-    return AtenCount(counter.get_total_flops() / 1e9, per_layer, published, published_per_layer)
+    upsampled = sum(upsample.values())
+    published = sum(n for op, n in by_module.get("Global", {}).items() if op in PUBLISHED_OPS) / 1e9 + upsampled
+    return AtenCount(counter.get_total_flops() / 1e9, per_layer, published, published_per_layer, upsampled)
+
+
+def _upsample_hook(into: dict[str, float], name: str) -> Any:
+    def hook(module: nn.Upsample, args: Any, out: torch.Tensor) -> None:
+        into[name] = into.get(name, 0.0) + 2 * THOP_UPSAMPLE_OPS[module.mode] * out.numel() / 1e9
+
+    return hook
+
+
+def _count(model: nn.Module, imgsz: int, memo: bool, upsample: dict[str, float]) -> FlopCounterMode:
+    """One FlopCounterMode pass: on meta with the memo, on meta without it, or on real tensors as a last resort.
+
+    `upsample` (filled by `_upsample_hook`) is emptied before each try, so a failed one leaves nothing in it.
+    """
+    counter = None
+    if memo:
+        upsample.clear()
+        try:
+            counter = _count_on_meta(model, imgsz, memo=True)
+        except Exception:  # the memo leans on torch internals: a torch that changed them still gets the plain count
+            counter = None
+    if counter is None:
+        try:
+            upsample.clear()
+            counter = _count_on_meta(model, imgsz, memo=False)
+        except (RuntimeError, NotImplementedError):  # an op without a meta kernel: count on real tensors
+            upsample.clear()
+            p = next(model.parameters())
+            x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
+            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                model(x)
+    return counter
 
 
 def ultralytics_flops(model: nn.Module, imgsz: int) -> float:
@@ -381,7 +450,7 @@ def attention_note(model: nn.Module, count: AtenCount) -> str | None:
     a table's figure: e.g. 'attention matmuls are 8.4% of the fused count (gflops_aten_fused 23.34, gflops_published
     21.38; published tables quote the latter), rows 6, 8 (A2C2f)'. None when they are a smaller share or absent.
     """
-    left_out = count.total - count.published
+    left_out = count.total - (count.published - count.upsample)
     if count.total <= 0 or left_out <= ATTENTION_TOLERANCE * count.total:
         return None
     rows = [i for i, n in sorted(count.per_layer.items()) if n - count.published_per_layer.get(i, 0.0) > 0]

@@ -246,7 +246,8 @@ def profile_steps(
     return n_variants + timing + train_step_steps(measured, settings)
 
 
-PROFILE_KEY_FORMAT = 1  # bump when what the key hashes changes
+PROFILE_KEY_FORMAT = 2  # bump when what the key hashes, or what a stored count means, changes (2: gflops_published
+# gained thop's nn.Upsample term)
 
 
 def profile_key(

@@ -485,9 +485,9 @@ class Registry:
 
 @functools.cache
 def _backbone_outputs(cls: type[nn.Module], size: str | None) -> tuple[list[int], tuple[int, ...]]:
-    import torch
+    from .meta_device import meta_device
 
-    with torch.device("meta"):
+    with meta_device():
         probe = cls(3, size) if size else cls(3)
     return list(probe.out_channels), tuple(probe.strides)
 

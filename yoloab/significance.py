@@ -54,7 +54,8 @@ _AP_X = np.linspace(0, 1, 101)  # Ultralytics' 101-point COCO interpolation
 # trapezoid weights of the grid points: F(L) = _F_STEP * cnt - _F_FIRST * (cnt > 0) for cnt = ceil(100 L / n_l) points
 # below the recall (0.005 for the first point, 0.01 for each interior one; the last point, x = 1, never counts)
 _F_STEP, _F_FIRST = 0.01, 0.005
-_MAX_BLOCK = 1 << 24  # float64 entries of one class's per-resample arrays held at once (128 MB)
+_MAX_BLOCK = 1 << 24  # entries of one class's per-resample arrays held at once
+_GATHER_ROWS = 1024  # rows of image counts gathered at once for a class's levels
 METHOD_BOOTSTRAP = "bootstrap"
 METHOD_SEEDS = "bootstrap+t over seeds"
 LIMIT_IMAGES = "images"  # the image bootstrap's interval is the wider one
@@ -191,14 +192,14 @@ def _threshold_runs(row: np.ndarray) -> tuple[tuple[int, int], ...]:
 
 
 def _class_ap_sums(
-    cc: _ClassCurve, counts_t: np.ndarray, counts100_t: np.ndarray, top: int, n_l: np.ndarray, n_thr: int
+    cc: _ClassCurve, counts_t: np.ndarray, counts_f: np.ndarray, top: int, n_l: np.ndarray, n_thr: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """One class's AP at the first threshold and summed over thresholds, on each resample.
 
     Args:
         cc: the class's true positives.
         counts_t: (N, B) how often each image is drawn in each resample (a small integer type).
-        counts100_t: the same times 100, float64.
+        counts_f: the same as float64.
         top: the most copies of one image in a resample.
         n_l: (B,) labels of the class in each resample.
         n_thr: IoU thresholds.
@@ -212,28 +213,32 @@ def _class_ap_sums(
     total = cc.max_seg * top  # the most copies one segment can hold
     seg = counts_t[cc.pred_image[ends - 1]].astype(np.uint16 if total < 1 << 16 else np.int64)
     buf = np.empty((cc.max_seg, b), counts_t.dtype)  # reused: a fresh large array per segment costs page faults
-    for j in cc.seg_long.tolist():
-        rows = np.take(counts_t, cc.pred_image[cc.seg_start[j] : ends[j]], axis=0, out=buf[: ends[j] - cc.seg_start[j]])
+    for j in cc.seg_long.tolist():  # mode="clip": with the default "raise", numpy copies `out` first
+        rows = np.take(counts_t, cc.pred_image[cc.seg_start[j] : ends[j]], axis=0, out=buf[: ends[j] - cc.seg_start[j]],
+                       mode="clip")  # fmt: skip
         np.add.reduce(rows, axis=0, dtype=seg.dtype, out=seg[j])
-    # levels are kept as 100 x labels found L: the grid points below the recall, ceil(100 L / n_l), are then one
-    # product with 1 / n_l shrunk by 1e-10 relative, which moves an exact integer just below itself and any other
-    # fraction (at least 1 / n_l above the integer below it) by far less than that gap, while the two roundings of
-    # the product (~2e-14 at most) stay far below 1e-10; so the ceiling is exact for n_l < 1e8
-    w100 = counts100_t[cc.tp_image]
-    level = cc.tp.T @ w100  # (T, B) 100 x labels found by all of the class's drawn true positives, exact
-    seg = seg.astype(np.float64)
-    drawn = seg.sum(0)  # predictions drawn up to the last true positive
+    # levels are labels found L: the grid points below the recall, ceil(100 L / n_l), are then one product with
+    # 100 / n_l shrunk by 1e-10 relative, which moves an exact integer just below itself and any other fraction (at
+    # least 1 / n_l above the integer below it) by far less than that gap, while the roundings of the product (a few
+    # 1e-16 relative) stay far below 1e-10; so the ceiling is exact for n_l < 1e8
+    level = np.zeros((n_thr, b))  # (T, B) labels found by all of the class's drawn true positives, exact
+    rows_buf = np.empty((min(len(cc.tp_image), _GATHER_ROWS), b))  # bounded: no (U, B) array, whose fresh pages
+    for s in range(0, len(cc.tp_image), len(rows_buf)):  # cost more than the products
+        rows = np.take(counts_f, cc.tp_image[s : s + len(rows_buf)], axis=0, out=rows_buf[: len(cc.tp_image) - s],
+                       mode="clip")  # fmt: skip
+        level += cc.tp[s : s + len(rows)].T @ rows
+    drawn = seg.sum(0, dtype=np.float64)  # predictions drawn up to the last true positive
     inv = np.empty(b)
-    per_label = 1.0 / (np.maximum(n_l, 1.0) * (1 + 1e-10))  # no labels in a resample: no true positive, level 0
+    per_label = 100.0 / (np.maximum(n_l, 1.0) * (1 + 1e-10))  # no labels in a resample: no true positive, level 0
     peak, area = np.zeros((n_thr, b)), np.zeros((n_thr, b))  # in units of precision / 100
     rise, grid = np.empty((n_thr, b)), np.empty((n_thr, b))
     views: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
     levels: dict[tuple[int, int], np.ndarray] = {}
-    sub, add, mul, maximum, ceil, reciprocal = np.subtract, np.add, np.multiply, np.maximum, np.ceil, np.reciprocal
+    sub, add, mul, maximum, ceil, divide = np.subtract, np.add, np.multiply, np.maximum, np.ceil, np.divide
     for k in range(len(cc.tp_image) - 1, -1, -1):  # from the last true positive to the first
         if runs := cc.eval_runs[k]:
             maximum(drawn, 1.0, out=inv)  # nothing drawn yet: level 0 too, precision 0
-            reciprocal(inv, out=inv)
+            divide(100.0, inv, out=inv)
             for run in runs:
                 v = views.get(run)
                 if v is None:
@@ -248,7 +253,7 @@ def _class_ap_sums(
                 ceil(gr, out=gr)  # grid points below this true positive's recall
                 mul(gr, rs, out=gr)
                 add(ar, gr, out=ar)  # by parts: sum_k rise_k * cnt(L_k) = sum_k env_k * (cnt(L_k) - cnt(L_k - w_k))
-        wk = w100[k]
+        wk = counts_f[cc.tp_image[k]]
         for run in cc.runs[k]:
             lv = levels.get(run)
             if lv is None:
@@ -279,8 +284,7 @@ def resampled_map(stats: ValStats | Curves, counts: np.ndarray) -> tuple[np.ndar
     b, n_thr = counts.shape[0], curves.n_thresholds
     top = int(counts.max(initial=0))
     counts_t = np.ascontiguousarray(counts.T, dtype=np.uint8 if top < 1 << 8 else np.int64)
-    counts100_t = counts_t.astype(np.float64)
-    counts100_t *= 100
+    counts_f = counts_t.astype(np.float64)
     n_l = counts.astype(np.float64) @ curves.label_hist  # (B, C) exact: integer sums far below 2**53
     n_cls = (n_l > 0).sum(1)  # a class without labels in a resample is not part of its mean
     if n_l.size and n_l.max() >= 1e8:
@@ -292,7 +296,7 @@ def resampled_map(stats: ValStats | Curves, counts: np.ndarray) -> tuple[np.ndar
         step = max(1, _MAX_BLOCK // max(len(cc.tp_image), n_thr))  # resamples per block, bounding memory
         for s in range(0, b, step):
             blk = slice(s, s + step)
-            a50, a_all = _class_ap_sums(cc, counts_t[:, blk], counts100_t[:, blk], top, n_l[blk, ci], n_thr)
+            a50, a_all = _class_ap_sums(cc, counts_t[:, blk], counts_f[:, blk], top, n_l[blk, ci], n_thr)
             ap50[s : s + step] += a50
             ap_all[s : s + step] += a_all
     with np.errstate(invalid="ignore", divide="ignore"):

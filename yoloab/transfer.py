@@ -35,6 +35,7 @@ from torch import nn
 from ._ultralytics import intersect_dicts, read_checkpoint
 from .errors import PretrainedError, UltralyticsCompatError, UnsafeCheckpointError
 from .hashing import file_sha256 as _sha256
+from .meta_device import meta_device
 from .models import get_base_model, scale_gains
 from .variants import Variant, build
 
@@ -372,7 +373,7 @@ def _check_backbone_weights(path: Path, variants: list[Variant]) -> tuple[str, s
             continue
         checked.add(_row_key(row))
         entry = MODULES.get(row[2])
-        with torch.device("meta"):
+        with meta_device():
             backbone = entry.cls(3, *row[3])
         for key, (_, shape) in backbone_tensor_names(backbone).items():
             if key not in state:

@@ -85,7 +85,7 @@ def _create(name: str, c1: int = 3, **kwargs: Any) -> nn.Module:
 
 def _why_not(name: str) -> tuple[str, TimmProbe | None]:
     """Why a timm model cannot serve as a backbone ('' when it can), and its probe."""
-    try:
+    try:  # timm holds no class-level tensors that a first import on meta would spoil (`yoloab.meta_device`)
         with torch.device("meta"):
             feats = _create(name, features_only=True)
     except Exception as err:  # timm raises anything from a model that has no features_only path
