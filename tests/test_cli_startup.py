@@ -173,3 +173,49 @@ def test_help_answers_under_half_a_second(argv):
     wall, cpu = statistics.median(walls), statistics.median(cpus)
     print(f"\nyoloab {' '.join(argv)}: median {cpu:.2f} s CPU, {wall:.2f} s wall (load {os.getloadavg()[0]:.1f})")
     assert cpu < 0.5
+
+
+def _runtime_imports(path: Path, package: str) -> set[str]:
+    """The yoloab modules a file imports at run time (deferred imports too; `if TYPE_CHECKING:` blocks left out)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+            continue
+        base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+        module = ".".join(p for p in (base, node.module or "") if p)
+        names |= {module} | {f"{module}.{a.name}" for a in node.names}
+    return {n for n in names if n.startswith("yoloab")}
+
+
+def test_no_import_circle_among_modules():
+    # packages' __init__ files are left out: they import their own submodules by design
+    files = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts): p
+        for p in (ROOT / "yoloab").rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    graph = {m: _runtime_imports(p, m.rsplit(".", 1)[0]) & set(files) - {m} for m, p in files.items()}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            m = todo.pop()
+            if m == goal:
+                return True
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph[m])
+        return False
+
+    circles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if reaches(b, a)})
+    assert not circles, f"modules that import each other (directly or through others): {circles}"

@@ -262,7 +262,7 @@ def test_profile_cli_flags_an_unstable_timing_and_prints_the_hint(tmp_path, monk
     from yoloab import profiling
 
     # every timing comes out as a median of 10 ms with an IQR of 5 ms: the busy machine of the issue, made exact
-    monkeypatch.setattr(profiling, "_quantiles", lambda samples: (0.010, 0.005))
+    monkeypatch.setattr(profiling, "median_iqr", lambda samples: (0.010, 0.005))
     resolve = profiling.resolve_settings
     monkeypatch.setattr(
         profiling, "resolve_settings", lambda s: dataclasses.replace(resolve(s), warmup_s=0.0, rounds=2, round_s=0.0)

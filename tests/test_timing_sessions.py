@@ -19,6 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 import yoloab.profiling as profiling
+import yoloab.timing as timing
 from yoloab.cli.app import app
 from yoloab.models import get_base_model
 from yoloab.profiling import ProfileSettings, plan_profile, profile_variants
@@ -148,7 +149,7 @@ def test_percentiles_come_from_the_same_samples_as_median_and_iqr(monkeypatch):
     def fake_timer(device):
         return lambda fn: (fn(), next(ticks))[1]
 
-    monkeypatch.setattr(profiling, "_timer", fake_timer)
+    monkeypatch.setattr(timing, "_timer", fake_timer)
     (record,) = profile_variants([baseline(get_base_model("yolov8n"))], ProfileSettings(device="cpu", **QUICK))
     samples = np.arange(1, 7.0)  # 2 rounds x 3 calls (round_s 0: the minimum), in ms
     expected = {

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._ultralytics import read_state, restore_rng_state, rng_state
-from .training import RunHooks, RunSpec, SweepInterrupted
+from .errors import SweepInterrupted
 from .variants import copy_atomic
+
+if TYPE_CHECKING:  # `yoloab.training` calls into this module: its types only, no import at run time
+    from .training import RunHooks, RunSpec
 
 
 def _save_rng(trainer: Any, path: Path) -> None:

@@ -129,6 +129,13 @@ class SchedulerError(SweepInputError):
     """
 
 
+class SweepInterrupted(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside a run after its checkpoint was saved, when the user asked the sweep to stop (Ctrl-C).
+
+    Not a `YoloabError`: the sweep catches it to stop cleanly, and no exit code is mapped to it.
+    """
+
+
 class ProfileInputError(YoloabError):
     """An image size, batch or device that cannot be profiled."""
 

@@ -7,13 +7,16 @@ RAM (CPU), and a size that cannot fit is refused with the estimate instead of fa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from .errors import ProfileInputError
 from .flops import on_meta
-from .profiling import ProfileInputError, ProfileSettings
+
+if TYPE_CHECKING:  # `yoloab.profiling` calls into this module: its types only, no import at run time
+    from .profiling import ProfileSettings
 
 
 def _numel(value: Any) -> int:

@@ -32,12 +32,8 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
-import secrets
-import statistics
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,10 +45,12 @@ from torch import nn
 from . import __version__
 from ._ultralytics import ultralytics_version
 from .deploy import Deployed, calibrate_batchnorm, check_runtimes, deploy_variant, runtime_runners
+from .devices import device_name, resolve_device
 from .errors import ProfileInputError
 from .flops import DEPLOYED_KEYS, deployed_counts, flop_counts, fuse_note, model_stride
+from .hashing import model_hash
 from .registry import build_environment, recorded_attributes
-from .training import model_hash
+from .timing import interleaved_samples, median_iqr, p95_p99, timing_session_id, torch_threads
 from .transfer import Pretrained
 from .variants import Variant, build_seeded, count_params
 
@@ -94,27 +92,6 @@ class ProfileSettings:
     exports: Path = Path("results/exports")
 
 
-def resolve_device(spec: str) -> torch.device:
-    """Turn `auto|cpu|cuda|cuda:N` into a device, checking that it exists.
-
-    Raises:
-        ProfileInputError: unknown spec or a CUDA device that is not present.
-    """
-    if spec == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as err:
-        raise ProfileInputError(f"unknown device '{spec}'; expected auto, cpu, cuda or cuda:N") from err
-    if device.type == "cuda":
-        n = torch.cuda.device_count()
-        if n == 0 or (device.index or 0) >= n:
-            raise ProfileInputError(f"device '{spec}' is not available; this machine has {n} CUDA device(s)")
-    elif device.type != "cpu":
-        raise ProfileInputError(f"unsupported device '{spec}'; expected auto, cpu, cuda or cuda:N")
-    return device
-
-
 def check_imgsz(imgsz: int, stride: int, name: str) -> None:
     """Reject an image size that is not a positive multiple of the model stride.
 
@@ -125,106 +102,6 @@ def check_imgsz(imgsz: int, stride: int, name: str) -> None:
         lo, hi = max(imgsz // stride * stride, stride), (imgsz // stride + 1) * stride
         near = f"{lo}, {hi}" if lo != hi else f"{hi}"
         raise ProfileInputError(f"imgsz {imgsz} is not a multiple of {name}'s stride {stride}; nearest: {near}")
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# timing
-
-
-def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
-    if device.type == "cuda":
-
-        def cuda_time(fn: Callable[[], Any]) -> float:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1e3
-
-        return cuda_time
-
-    def cpu_time(fn: Callable[[], Any]) -> float:
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-
-    return cpu_time
-
-
-def _quantiles(samples: list[float]) -> tuple[float, float]:
-    q1, med, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    return med, q3 - q1
-
-
-def _tails(samples: list[float]) -> tuple[float, float]:
-    """P95 and P99 of the samples, interpolated between order statistics like the quartiles (numpy's `linear`)."""
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return cuts[94], cuts[98]
-
-
-def interleaved_samples(
-    runners: dict[Hashable, Callable[[], Any]],
-    device: torch.device,
-    settings: ProfileSettings,
-    on_step: Callable[[Hashable], None] | None = None,
-) -> dict[Hashable, list[float]]:
-    """Time every runner in interleaved rounds after a timed warm-up; `on_step(name)` after each warm-up and slot.
-
-    Returns:
-        Every timed call's seconds, per runner (at least 3 per round).
-    """
-    if not runners:
-        return {}
-    timer = _timer(device)
-    per_iter = {}
-    for name, fn in runners.items():
-        start, n = time.perf_counter(), 0
-        while n < 3 or time.perf_counter() - start < settings.warmup_s:
-            fn()
-            n += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        per_iter[name] = max((time.perf_counter() - start) / n, 1e-6)
-        if on_step is not None:
-            on_step(name)
-    samples: dict[Hashable, list[float]] = {name: [] for name in runners}
-    names = list(runners)
-    for r in range(settings.rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no variant always runs first
-        for name in order:
-            k = max(3, int(settings.round_s / per_iter[name]))
-            samples[name].extend(timer(runners[name]) for _ in range(k))
-            if on_step is not None:
-                on_step(name)
-    return samples
-
-
-def interleaved_latency(
-    runners: dict[Hashable, Callable[[], Any]],
-    device: torch.device,
-    settings: ProfileSettings,
-    on_step: Callable[[Hashable], None] | None = None,
-) -> dict[Hashable, tuple[float, float]]:
-    """`interleaved_samples` summarised: median and IQR in seconds per runner."""
-    return {name: _quantiles(s) for name, s in interleaved_samples(runners, device, settings, on_step).items()}
-
-
-def timing_session_id() -> str:
-    """A new timing session id: `<UTC time>-<8 random hex digits>`, unique across processes and machines."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block on `n` intra-op torch threads (None: as they are), and put the caller's count back after."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)  # process-wide: the caller's later work keeps its own count
 
 
 def profile_steps(
@@ -378,20 +255,6 @@ def peak_memory_mb(
     train = torch.cuda.max_memory_allocated(device) / 2**20
     del trainable, out, loss
     return infer, train
-
-
-def device_name(device: torch.device) -> str:
-    """A readable name of the device."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -819,12 +682,12 @@ def _measure_timing(
             samples = single.get((name, rt))
             med = iqr = p95 = p99 = None
             if samples:
-                med, iqr = (t * 1e3 for t in _quantiles(samples))
-                p95, p99 = (t * 1e3 for t in _tails(samples))
+                med, iqr = (t * 1e3 for t in median_iqr(samples))
+                p95, p99 = (t * 1e3 for t in p95_p99(samples))
             record[f"latency_ms{suffix}"], record[f"latency_iqr_ms{suffix}"] = med, iqr
             record[f"latency_p95_ms{suffix}"], record[f"latency_p99_ms{suffix}"] = p95, p99
             many_samples = batched.get((name, rt))
-            per_batch = _quantiles(many_samples)[0] if many_samples else None
+            per_batch = median_iqr(many_samples)[0] if many_samples else None
             record[f"throughput_ips{suffix}"] = settings.batch / per_batch if per_batch else None
         if device.type == "cuda" and torch_on:
             record["mem_infer_mb"], record["mem_train_mb"] = peak_memory_mb(

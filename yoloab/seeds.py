@@ -193,8 +193,8 @@ def _model_args(record: dict[str, Any]) -> list[str]:
 def _regenerates(record: dict[str, Any]) -> bool:
     """Whether the catalog builds this record's model definition today (same hash): not after a catalog change."""
     try:
+        from .hashing import model_hash
         from .models import get_base_model
-        from .training import model_hash
         from .variants import baseline, make_variant
 
         base = get_base_model(str(record["base"]))

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .errors import SweepInterrupted
 from .results import load_run, run_path, store_run, val_stats_path
 from .safepaths import inside, tree_inside
-from .training import DISK_FULL, RunHooks, RunSpec, SweepInterrupted, train_run
+from .training import DISK_FULL, RunHooks, RunSpec, train_run
 
 
 class SweepEvents(Protocol):

@@ -4,7 +4,7 @@ A step is what Ultralytics' trainer does per batch minus the optimizer: the mode
 profile's batch on a fixed synthetic batch of images and boxes, Ultralytics' own detection loss (`model.loss(batch)`,
 the criterion its trainer uses: `v8DetectionLoss`, or `E2ELoss` for end-to-end heads such as YOLOv10's and
 YOLO26's, with the trainer's default gains from `ultralytics/cfg/default.yaml` as `model.args`) and the backward to
-every parameter. The variants' steps are timed in interleaved rounds by `yoloab.profiling.interleaved_latency`, as
+every parameter. The variants' steps are timed in interleaved rounds by `yoloab.timing.interleaved_latency`, as
 latency is, so that a busy machine slows all of them alike; each record gets:
 
 - `train_step_ms`, `train_step_iqr_ms`: median and interquartile range of the step, in ms;
@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from .timing import interleaved_latency
 
 if TYPE_CHECKING:
     from .profiling import ProfileSettings
@@ -139,8 +141,6 @@ def measure_train_steps(
         settings: resolved profile settings (`batch`, `imgsz`, `half`, and the timing protocol).
         on_step: told `train step <variant>` after each warm-up and interleaved slot, like latency's steps.
     """
-    from .profiling import interleaved_latency
-
     names = list(dict.fromkeys(r["variant"] for r in records))
     runners: dict[Hashable, Callable[[], Any]] = {}
     errors: dict[str, str] = {}

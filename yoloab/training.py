@@ -50,8 +50,10 @@ from ._ultralytics import (
     trainer_defaults,
     ultralytics_version,
 )
+from .callbacks import add_callbacks
 from .datasets import Dataset
-from .errors import SweepInputError, YoloabError, YoloabWarning, did_you_mean, os_error_in_chain
+from .errors import SweepInputError, SweepInterrupted, YoloabError, YoloabWarning, did_you_mean, os_error_in_chain
+from .hashing import model_hash
 from .losses import DEFAULT_LOSS, get_loss
 from .results import VAL_STATS_NAME, ValStats, read_epochs
 from .safepaths import inside, tree_inside
@@ -83,10 +85,6 @@ UNKEYED = {"verbose", "plots", "save_period", "cache", "val", "amp"}
 # Starts the error of a run that failed for want of disk space: nothing is wrong with what it saved, so the next
 # sweep resumes it from its last intact checkpoint instead of training it from scratch (`yoloab.sweep`).
 DISK_FULL = "disk full"
-
-
-class SweepInterrupted(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised inside a run after its checkpoint was saved, when the user asked the sweep to stop (Ctrl-C)."""
 
 
 @dataclass(frozen=True)
@@ -144,31 +142,6 @@ def parse_train_args(items: list[str] | None) -> dict[str, Any]:
             raise SweepInputError(f"--train {key}: cannot read value '{raw}'") from err
     check_train_values(out)
     return out
-
-
-def ultralytics_device(spec: str) -> str | None:
-    """Turn `--device auto|cpu|cuda:N|N[,M...]` into Ultralytics' device argument, checking the devices exist.
-
-    Raises:
-        ProfileInputError: an unknown device or one this machine does not have.
-    """
-    from .profiling import ProfileInputError, resolve_device
-
-    if spec in ("auto", "cpu"):
-        resolve_device(spec)
-        return None if spec == "auto" else "cpu"
-    parts = ["0" if p.strip() == "cuda" else p.strip().removeprefix("cuda:") for p in spec.split(",")]
-    for part in parts:
-        if not part.isdigit():
-            raise ProfileInputError(f"unknown device '{spec}'; expected auto, cpu, cuda:N or N[,M...]")
-        resolve_device(f"cuda:{part}")
-    return ",".join(parts)
-
-
-def model_hash(variant: Variant) -> str:
-    """SHA-256 of a variant's model definition: its rows and scales, without comments or the yoloab header."""
-    d = {k: v for k, v in variant.config.items() if k not in ("yoloab", "yaml_file", "nc", "scale")}
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def run_key(
@@ -636,8 +609,6 @@ def _train(spec: RunSpec, hooks: RunHooks, seeded: Any = None, notes: list[str] 
             restored["from"] = (model.ckpt or {}).get("epoch", -1) + 1 if state == "resume" else None
             model = model or YOLO(str(spec.yaml_path))
             capture = capture or capture_val_stats(model)
-            from .callbacks import add_callbacks  # here: it imports this module
-
             add_callbacks(model, spec, hooks, restored)
             if spec.loss != DEFAULT_LOSS:  # the default is Ultralytics' criterion, untouched
                 attach_box_loss(model, get_loss(spec.loss))
@@ -693,6 +664,8 @@ def _save_val_stats(spec: RunSpec, captured: dict[str, Any] | None, out: dict[st
 def _device_name(model: Any) -> str | None:
     import torch
 
+    from .devices import device_name  # here: torch stays out of the sweep driver's imports until a run trains
+
     # the trainer's device, where it trained: after training Ultralytics reloads best.pt onto the CPU
     device = getattr(getattr(model, "trainer", None), "device", None)
     try:
@@ -701,8 +674,6 @@ def _device_name(model: Any) -> str | None:
         return None
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from .profiling import device_name
-
     return device_name(device)
 
 

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import SweepInterrupted
 from .plugins import load_plugin
-from .training import RunHooks, RunSpec, SweepInterrupted, train_run
+from .training import RunHooks, RunSpec, train_run
 from .variants import write_atomic
 
 BATCH_WRITE_S = 0.5

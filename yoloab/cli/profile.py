@@ -108,10 +108,11 @@ def profile(
     """
     # imported here, not at the top: `yoloab --help` must not wait for torch and Ultralytics
     from .._ultralytics import logs_to_stderr
-    from ..profiling import ProfileSettings, plan_profile, profile_variants, resolve_settings, reuse_note, torch_threads
+    from ..profiling import ProfileSettings, plan_profile, profile_variants, resolve_settings, reuse_note
     from ..report import profile_csv, profile_json, profile_markdown, profile_table, rich_table, stability_hint
     from ..report.latex import check_profile_columns, split_columns
     from ..results import check_writable, load_profile, store_profile
+    from ..timing import torch_threads
     from ..transfer import check_pretrained, summary_line
     from ..variants import select_request
 

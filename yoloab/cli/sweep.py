@@ -336,13 +336,14 @@ def sweep(
     # imported here, not at the top: `yoloab --help` must not wait for torch, Ultralytics and Ray
     from .._ultralytics import import_ultralytics
     from ..datasets import load_dataset, training_defaults
+    from ..devices import ultralytics_device
     from ..executors import SlurmOptions, make_executor
     from ..losses import check_losses
     from ..profiling import check_imgsz
     from ..results import check_writable
     from ..significance import warnings
     from ..sweep import run_sweep
-    from ..training import TrainSettings, parse_train_args, plan_runs, ultralytics_device
+    from ..training import TrainSettings, parse_train_args, plan_runs
     from ..transfer import check_pretrained
     from ..variants import check_buildable, select_request
 

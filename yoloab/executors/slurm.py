@@ -773,10 +773,11 @@ def task_main(argv: list[str]) -> int:
         it resumes from its last saved epoch when resubmitted or requeued), 75 when another process held its lock
         for `LOCK_WAIT_S` seconds.
     """
+    from ..errors import SweepInterrupted
     from ..results import load_run, run_path, val_stats_path
     from ..safepaths import tree_inside
     from ..sweep import RunLock, record_run
-    from ..training import DISK_FULL, SweepInterrupted
+    from ..training import DISK_FULL
     from ..worker import run_in_worker
 
     folder = Path(argv[0])
