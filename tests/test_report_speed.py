@@ -42,6 +42,9 @@ import pytest
 from yoloab.results import ValStats, store_profile, store_run, val_stats_path
 from yoloab.significance import resampled_map
 
+sys.path.insert(0, str(Path(__file__).parent))  # as pytest does for the test files: the synthetic statistics
+from test_bootstrap_speed import coco_like  # noqa: E402
+
 TESTS = Path(__file__).parent
 ENV = {"device_name": "AMD EPYC", "torch": "2.14.1", "ultralytics": "8.4.190", "yoloab": "0.1.0", "python": "3.11"}
 MODULES = ["ADown", "AKConv", "AConv", "CBAM", "CoordAtt", "DWConv", "DySample", "DynamicConv", "ECA", "EMA",
@@ -50,9 +53,6 @@ MODULES = ["ADown", "AKConv", "AConv", "CBAM", "CoordAtt", "DWConv", "DySample",
 
 def _stats(images: int, seed: int) -> ValStats:
     """A small detector's statistics on `images` builtin-sized images of 3 classes (labels the same for every run)."""
-    sys.path.insert(0, str(TESTS))
-    from test_bootstrap_speed import coco_like
-
     stats = coco_like(images, nc=3, preds_per_image=30, seed=seed, label_seed=0)
     map50, map50_95 = resampled_map(stats, np.ones((1, images), np.int64))
     return dataclasses.replace(stats, map50=float(map50[0]), map50_95=float(map50_95[0]))
